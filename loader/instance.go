@@ -28,11 +28,9 @@ func (l *Loader) instantiate(ctx context.Context, v *version) (*instance, error)
 		WithStderr(l.cfg.Output(v.module, v.digest, "stderr")).
 		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
 		WithRandSource(randReader{})
-	if v.abi.initialize {
-		cfg = cfg.WithStartFunctions(ExportInitialize)
-	} else {
-		cfg = cfg.WithStartFunctions()
-	}
+	// _initialize runs as an ordinary call rather than a start function, so
+	// that a failure can be classified with the instance's memory in view.
+	cfg = cfg.WithStartFunctions()
 	cctx, cancel := context.WithTimeout(ctx, l.cfg.CallTimeout)
 	defer cancel()
 	mod, err := l.rt.InstantiateModule(cctx, v.compiled, cfg)
@@ -40,7 +38,7 @@ func (l *Loader) instantiate(ctx context.Context, v *version) (*instance, error)
 		if mod != nil {
 			_ = mod.Close(context.Background())
 		}
-		return nil, l.classify(cctx, nil, err, "instantiating (running _initialize)")
+		return nil, l.classify(cctx, nil, err, "instantiating")
 	}
 	in := &instance{
 		mod:        mod,
@@ -54,6 +52,13 @@ func (l *Loader) instantiate(ctx context.Context, v *version) (*instance, error)
 	if in.mem == nil {
 		in.close()
 		return nil, fmt.Errorf("%w: the instance has no memory", ErrMissingExport)
+	}
+	if v.abi.initialize {
+		if _, err := mod.ExportedFunction(ExportInitialize).Call(cctx); err != nil {
+			err = l.classify(cctx, in, err, ExportInitialize)
+			in.close()
+			return nil, err
+		}
 	}
 	return in, nil
 }

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -29,6 +30,8 @@ type Loader struct {
 	modules map[string]*module
 	tools   map[string]*module // tool name -> module whose current version declares it
 	closed  bool
+
+	compiles atomic.Int64 // modules compiled, for tests and metrics
 
 	// background retirement of replaced versions.
 	wg   sync.WaitGroup
@@ -91,9 +94,10 @@ func (l *Loader) Close(ctx context.Context) error {
 	l.closed = true
 	var vs []*version
 	for _, m := range l.modules {
-		vs = append(vs, m.cur)
-		if m.old != nil {
-			vs = append(vs, m.old)
+		for _, v := range []*version{m.cur, m.old} {
+			if v != nil {
+				vs = append(vs, v)
+			}
 		}
 	}
 	l.modules, l.tools = map[string]*module{}, map[string]*module{}
@@ -178,6 +182,7 @@ func (l *Loader) Prepare(ctx context.Context, module string, wasm []byte, want s
 		return fail(StageValidate, ErrClosed)
 	}
 
+	l.compiles.Add(1)
 	cm, err := l.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		if isMemoryLimitError(err) {
@@ -299,7 +304,7 @@ func (l *Loader) Versions(module string) (current, old *VersionInfo, err error) 
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	m, ok := l.modules[module]
-	if !ok {
+	if !ok || m.cur == nil {
 		return nil, nil, &Error{Op: "versions", Module: module, Kind: ErrUnknownModule}
 	}
 	current = m.cur.info()
@@ -314,7 +319,7 @@ func (l *Loader) Digest(module string) (string, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	m, ok := l.modules[module]
-	if !ok {
+	if !ok || m.cur == nil {
 		return "", &Error{Op: "digest", Module: module, Kind: ErrUnknownModule}
 	}
 	return m.cur.digest, nil
@@ -327,7 +332,7 @@ func (l *Loader) Object(module, digest string) ([]byte, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	m, ok := l.modules[module]
-	if !ok {
+	if !ok || m.cur == nil {
 		return nil, &Error{Op: "object", Module: module, Kind: ErrUnknownModule}
 	}
 	for _, v := range []*version{m.cur, m.old} {
@@ -343,8 +348,10 @@ func (l *Loader) Modules() []string {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	names := make([]string, 0, len(l.modules))
-	for n := range l.modules {
-		names = append(names, n)
+	for n, m := range l.modules {
+		if m.cur != nil {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	return names
@@ -364,6 +371,9 @@ func (l *Loader) Tools() []ToolInfo {
 	defer l.mu.RUnlock()
 	var out []ToolInfo
 	for _, m := range l.modules {
+		if m.cur == nil {
+			continue
+		}
 		for _, t := range m.cur.desc.Tools {
 			out = append(out, ToolInfo{Tool: t, Module: m.name, Version: m.cur.desc.Version, Digest: m.cur.digest})
 		}
