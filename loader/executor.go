@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 )
 
 // executor hands instances of one version to callers, one caller per
@@ -19,12 +20,15 @@ type executor struct {
 	idle []*instance // instances not in use; for a stateful version at most one
 	// closed is set by close; instances returned afterwards are closed.
 	closed bool
+	// live counts instances created and not yet closed.
+	live atomic.Int64
 }
 
 func newExecutor(l *Loader, v *version, size int, first *instance) *executor {
 	e := &executor{l: l, v: v, sem: make(chan struct{}, size)}
 	if first != nil {
 		e.idle = append(e.idle, first)
+		e.live.Add(1)
 	}
 	return e
 }
@@ -47,7 +51,7 @@ func (e *executor) with(ctx context.Context, f func(*instance) error) error {
 	}
 	err = f(in)
 	if err != nil && faults(err) {
-		in.close()
+		e.discard(in)
 		return err
 	}
 	e.put(in)
@@ -67,14 +71,23 @@ func (e *executor) take(ctx context.Context) (*instance, error) {
 		return in, nil
 	}
 	e.mu.Unlock()
-	return e.l.instantiate(ctx, e.v)
+	in, err := e.l.instantiate(ctx, e.v)
+	if err == nil {
+		e.live.Add(1)
+	}
+	return in, err
+}
+
+func (e *executor) discard(in *instance) {
+	in.close()
+	e.live.Add(-1)
 }
 
 func (e *executor) put(in *instance) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		in.close()
+		e.discard(in)
 		return
 	}
 	e.idle = append(e.idle, in)
@@ -95,8 +108,9 @@ func (e *executor) replace(in *instance) {
 	old := e.idle
 	e.idle = []*instance{in}
 	e.mu.Unlock()
+	e.live.Add(1)
 	for _, o := range old {
-		o.close()
+		e.discard(o)
 	}
 }
 
@@ -107,7 +121,7 @@ func (e *executor) close() {
 	e.idle, e.closed = nil, true
 	e.mu.Unlock()
 	for _, in := range idle {
-		in.close()
+		e.discard(in)
 	}
 }
 

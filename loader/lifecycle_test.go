@@ -183,3 +183,22 @@ func TestCalc(t *testing.T) {
 	require.True(t, res.IsError)
 	require.Contains(t, textOf(t, res.Output), "division by zero")
 }
+
+func TestStatsCountInstances(t *testing.T) {
+	l := newLoader(t, func(c *loader.Config) { c.PoolSize = 4 })
+	load(t, l, "tiny", wasmgen.Tiny(wasmgen.Spec{Version: "1", Stateless: true}))
+	load(t, l, "faulty", faulty(wasmgen.TrapInCall))
+	_, err := l.Call(context.Background(), "x_bad", nil)
+	require.ErrorIs(t, err, loader.ErrTrap)
+
+	st := l.Stats()
+	require.Len(t, st, 2)
+	require.Equal(t, "faulty", st[0].Module)
+	require.Equal(t, 0, st[0].Instances, "the trapped instance was discarded")
+	require.Equal(t, "tiny", st[1].Module)
+	require.Equal(t, 1, st[1].Instances, "the probe instance serves")
+	require.True(t, st[1].Stateless)
+	require.Equal(t, 1, st[1].ToolsCount)
+	require.Equal(t, "f", callText(t, l, "ok", `{}`))
+	require.Equal(t, 1, l.Stats()[0].Instances)
+}

@@ -381,3 +381,42 @@ func (l *Loader) Tools() []ToolInfo {
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
+
+// ModuleStats is a point-in-time view of one module, for metrics.
+type ModuleStats struct {
+	Module     string
+	Digest     string // current version
+	Version    string
+	OldDigest  string // "" when no old version is loaded
+	Instances  int    // live instances of the current and old versions
+	InFlight   int    // calls running or waiting on the current and old versions
+	Compiles   int64  // modules compiled by this loader so far (all modules)
+	Stateless  bool
+	ToolsCount int
+}
+
+// Stats returns a view of every loaded module, sorted by name.
+func (l *Loader) Stats() []ModuleStats {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	out := make([]ModuleStats, 0, len(l.modules))
+	for _, m := range l.modules {
+		if m.cur == nil {
+			continue
+		}
+		st := ModuleStats{Module: m.name, Digest: m.cur.digest, Version: m.cur.desc.Version, Compiles: l.compiles.Load(),
+			Stateless: m.cur.desc.Stateless, ToolsCount: len(m.cur.desc.Tools)}
+		for _, v := range []*version{m.cur, m.old} {
+			if v != nil {
+				st.Instances += int(v.exec.live.Load())
+				st.InFlight += v.inFlight()
+			}
+		}
+		if m.old != nil {
+			st.OldDigest = m.old.digest
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Module < out[j].Module })
+	return out
+}
