@@ -23,7 +23,7 @@ PKGS          := ./...
 all: build
 
 build: wasm
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -o $(BIN)/mcpreload-node ./cmd/node
 
 # Every example tool module, compiled from source into build/wasm/.
 wasm:
