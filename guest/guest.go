@@ -7,7 +7,7 @@ import (
 
 // Directions of a code change, passed to the [OnCodeChange] hook.
 const (
-	// Up means the hook runs in a fresh instance of the newer version and
+	// Up means the hook runs in an instance of the newer version that has served no call yet and
 	// receives the state saved by the older version being replaced.
 	Up = "up"
 	// Down means the hook runs in a fresh instance of an older version
@@ -85,7 +85,7 @@ func Errorf(format string, args ...any) Result {
 var std = newModule()
 
 // SetVersion sets the module version reported to the host. It is required
-// and must not be empty; the host compares versions when it swaps modules,
+// and must not be empty; operators see it beside the digest (the version's identity)
 // and passes the old one to the new version's [OnCodeChange] hook.
 func SetVersion(version string) {
 	std.setVersion(version)

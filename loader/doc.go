@@ -11,8 +11,8 @@
 // # Life cycle
 //
 //	staged, err := l.Prepare(ctx, "counter", wasm, digest) // nothing serving changes
-//	res, err := l.Commit(ctx, staged)                     // or l.Abort(ctx, staged)
-//	err = l.Rollback(ctx, "counter")                      // back to the old version
+//	res, err := l.Commit(ctx, staged)                     // or l.Abort(staged)
+//	rb, err := l.Rollback(ctx, "counter")                 // back to the old version
 //
 // A failed Prepare or Commit leaves the serving version, and its state,
 // exactly as it was. Every error a caller may branch on wraps one of the Err*

@@ -20,9 +20,11 @@ var (
 	ErrInvalidWasm = errors.New("invalid wasm")
 	// ErrMissingExport: a required ABI export is absent.
 	ErrMissingExport = errors.New("missing export")
-	// ErrBadExport: an ABI export has the wrong kind or signature.
+	// ErrBadExport: an ABI function export has the wrong signature (an export
+	// of the wrong kind is missing as far as the ABI goes: ErrMissingExport).
 	ErrBadExport = errors.New("bad export signature")
-	// ErrForbiddenImport: the module imports something other than WASI preview 1 functions.
+	// ErrForbiddenImport: the module imports something other than WASI preview 1
+	// functions (imported memories, tables and globals included).
 	ErrForbiddenImport = errors.New("forbidden import")
 	// ErrTrap: the guest trapped (unreachable, out-of-bounds access, exit, ...).
 	ErrTrap = errors.New("trap")

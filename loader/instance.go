@@ -38,6 +38,11 @@ func (l *Loader) instantiate(ctx context.Context, v *version) (*instance, error)
 		if mod != nil {
 			_ = mod.Close(context.Background())
 		}
+		if strings.Contains(err.Error(), "not instantiated") {
+			// An import the runtime cannot satisfy (a table or global:
+			// function and memory imports are refused before this).
+			return nil, fmt.Errorf("%w: %v (only %s functions may be imported)", ErrForbiddenImport, err, WASIModule)
+		}
 		return nil, l.classify(cctx, nil, err, "instantiating")
 	}
 	in := &instance{

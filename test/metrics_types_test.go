@@ -1,0 +1,5 @@
+package test
+
+import dto "github.com/prometheus/client_model/go"
+
+type dtoFamily = dto.MetricFamily
