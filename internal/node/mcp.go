@@ -201,3 +201,9 @@ func (g *callGate) close(ctx context.Context) (int, error) {
 		return n, ctx.Err()
 	}
 }
+
+func (g *callGate) inFlight() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.n
+}
