@@ -136,6 +136,14 @@ type Progress struct {
 	Message string
 }
 
+// SetPin pins the module on one node to Digest (strategy local: the node
+// runs a version the fleet's desired state does not name, and must not be
+// reconciled away from it).
+type SetPin struct {
+	Node   string
+	Digest string
+}
+
 // SetTimer asks for a Tick at At.
 type SetTimer struct{ At time.Time }
 
@@ -144,6 +152,7 @@ type Finish struct{ Outcome events.Outcome }
 
 func (Send) isEffect()       {}
 func (SetDesired) isEffect() {}
+func (SetPin) isEffect()     {}
 func (Progress) isEffect()   {}
 func (SetTimer) isEffect()   {}
 func (Finish) isEffect()     {}
@@ -258,6 +267,9 @@ func (s *State) applyAck(a events.Ack, fx *[]Effect) bool {
 		// node preparing after the decision is told to commit too.
 		if s.Phase == Local || s.Phase == Committing {
 			node.State = NodeCommitting
+			if s.Phase == Local {
+				*fx = append(*fx, SetPin{Node: a.Node, Digest: s.Digest})
+			}
 			*fx = append(*fx, Send{Phase: events.PhaseCommit, Digest: s.Digest, Targets: []string{a.Node}, Deadline: s.Deadline})
 		}
 		return true
@@ -448,6 +460,8 @@ func (s *State) Outcome() events.Outcome {
 		o.Result = events.ResultCommitted
 	case RolledBack:
 		o.Result = events.ResultRolledBack
+	case Failed:
+		o.Result = events.ResultFailed
 	default:
 		o.Result = events.ResultAborted
 	}
@@ -511,6 +525,51 @@ func (s *State) ids(keep func(*Node) bool) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Resume returns the effects that bring the world in line with s after an
+// orchestrator takes over a saga whose owner died: the current phase's
+// commands again (nodes treat repeats as no-ops), the desired state the
+// phase implies (compare-and-set, a no-op if already done), and the phase's
+// timer. A terminal state returns its Finish again (the outcome event is
+// deduplicated by JetStream).
+func Resume(s *State) []Effect {
+	if s.Phase.Terminal() {
+		return []Effect{Finish{Outcome: s.Outcome()}}
+	}
+	var fx []Effect
+	in := func(st NodeState) []string { return s.ids(func(n *Node) bool { return n.State == st }) }
+	switch s.Phase {
+	case Preparing, Local:
+		if t := in(NodePending); len(t) > 0 {
+			fx = append(fx, Send{Phase: events.PhasePrepare, Digest: s.Digest, Targets: t, Deadline: s.Deadline})
+		}
+		for _, id := range in(NodeCommitting) {
+			fx = append(fx, SetPin{Node: id, Digest: s.Digest},
+				Send{Phase: events.PhaseCommit, Digest: s.Digest, Targets: []string{id}, Deadline: s.Deadline})
+		}
+	case Committing:
+		fx = append(fx, SetDesired{Digest: s.Digest, Expect: s.PreviousDesired})
+		if t := in(NodeCommitting); len(t) > 0 {
+			fx = append(fx, Send{Phase: events.PhaseCommit, Digest: s.Digest, Targets: t, Deadline: s.Deadline})
+		}
+	case RollingBack:
+		fx = append(fx, SetDesired{Digest: s.PreviousDesired, Expect: s.Digest})
+		byPrev := map[string][]string{}
+		var prevs []string
+		for _, id := range in(NodeRollingBack) {
+			p := s.Nodes[id].Previous
+			if _, ok := byPrev[p]; !ok {
+				prevs = append(prevs, p)
+			}
+			byPrev[p] = append(byPrev[p], id)
+		}
+		sort.Strings(prevs)
+		for _, p := range prevs {
+			fx = append(fx, Send{Phase: events.PhaseRollback, Digest: p, Targets: byPrev[p], Deadline: s.Deadline})
+		}
+	}
+	return append(fx, SetTimer{At: s.Deadline})
 }
 
 func (s *State) clone() *State {

@@ -29,6 +29,10 @@ const (
 	ConsumerOrchestrators = "orchestrators"
 )
 
+// maxMsgSize is the largest message the request and saga streams take: an
+// event of events.MaxEventBytes plus the headers JetStream adds on publish.
+const maxMsgSize = events.MaxEventBytes + 4096
+
 // Options configures Open.
 type Options struct {
 	// Prefix is the subject prefix (default "mcpreload"); resource names
@@ -123,7 +127,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 	if b.Requests, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: n.RequestStream, Subjects: []string{prefix + ".reload.request.>"},
 		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Replicas: o.Replicas,
-		Duplicates: DefaultDuplicates, MaxAge: 7 * 24 * time.Hour, MaxMsgSize: events.MaxEventBytes,
+		Duplicates: DefaultDuplicates, MaxAge: 7 * 24 * time.Hour, MaxMsgSize: maxMsgSize,
 		Description: "mcpreload reload requests, one consumer per orchestrator group",
 	}); err != nil {
 		return nil, step("stream "+n.RequestStream, err)
@@ -131,7 +135,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 	if b.Sagas, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: n.SagaStream, Subjects: []string{prefix + ".saga.>"},
 		Storage: jetstream.FileStorage, Replicas: o.Replicas,
-		Duplicates: DefaultDuplicates, MaxAge: DefaultHistory, MaxMsgSize: events.MaxEventBytes,
+		Duplicates: DefaultDuplicates, MaxAge: DefaultHistory, MaxMsgSize: maxMsgSize,
 		Description: "mcpreload saga commands, acks, progress and outcomes (the audit history)",
 	}); err != nil {
 		return nil, step("stream "+n.SagaStream, err)

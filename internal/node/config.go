@@ -32,7 +32,20 @@ type Config struct {
 
 	LogLevel  string // --log-level: debug, info, warn, error
 	LogFormat string // --log-format: auto (console on a terminal, JSON otherwise), json, console
+
+	// Fleet mode (reloads over NATS JetStream).
+	NATSURL      string        // --nats-url: NATS server(s), comma-separated
+	Creds        string        // --creds: NATS credentials file
+	EmbeddedNATS string        // --embedded-nats: start an embedded JetStream server on this loopback address
+	Prefix       string        // --prefix: subject prefix
+	Orchestrator bool          // --orchestrator: also run a saga orchestrator in this process
+	Replicas     int           // --replicas: replicas of streams and buckets this node creates
+	PresenceTTL  time.Duration // --presence-ttl: a node is live this long after its last heartbeat
+	Lease        time.Duration // --lease: how long an orchestrator owns a saga without renewing
 }
+
+// Fleet reports whether the node takes part in a fleet over NATS.
+func (c Config) Fleet() bool { return c.NATSURL != "" || c.EmbeddedNATS != "" }
 
 // ErrHelp is returned by ParseFlags when -h or --help was given.
 var ErrHelp = flag.ErrHelp
@@ -45,6 +58,8 @@ Usage:
 Examples:
   mcpreload-node --watch ./tools                 # one-machine loop: reload tools/*.wasm on change
   mcpreload-node --watch ./tools --stdio         # the same, for a desktop MCP client that launches the node
+  mcpreload-node --id a --embedded-nats 127.0.0.1:4222 --orchestrator   # a one-machine fleet: NATS inside the node
+  mcpreload-node --id b --nats-url nats://127.0.0.1:4222 --mcp-listen 127.0.0.1:7802  # another node joins
 
 Endpoints (on --mcp-listen): /mcp (MCP streamable HTTP), /healthz, /readyz, /metrics.
 Every flag can also be set as MCPRELOAD_<FLAG> in the environment (e.g. MCPRELOAD_MCP_LISTEN).
@@ -76,6 +91,14 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to wait for calls in flight")
 	fs.IntVar(&c.MaxModuleBytes, "max-module-bytes", loader.DefaultMaxModuleBytes, "largest module accepted")
 	fs.IntVar(&c.MemoryLimitMiB, "memory-limit-mib", loader.DefaultMemoryLimitPages/16, "linear memory cap of every tool instance, MiB")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated; enables fleet mode (reloads from mcpreload-publisher)")
+	fs.StringVar(&c.Creds, "creds", "", "NATS credentials file (see deploy/nats)")
+	fs.StringVar(&c.EmbeddedNATS, "embedded-nats", "", "start an embedded NATS server with JetStream on this address (e.g. 127.0.0.1:4222), data in --data-dir/nats; other nodes join with --nats-url")
+	fs.StringVar(&c.Prefix, "prefix", "mcpreload", "subject prefix of every mcpreload subject (and resource names)")
+	fs.BoolVar(&c.Orchestrator, "orchestrator", false, "run a saga orchestrator in this process (any number may run)")
+	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of the streams and buckets the node creates (3 on a JetStream cluster)")
+	fs.DurationVar(&c.PresenceTTL, "presence-ttl", 10*time.Second, "a node counts as live this long after its last heartbeat")
+	fs.DurationVar(&c.Lease, "lease", 10*time.Second, "an orchestrator that stops renewing a saga loses it to another after this long")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "auto (console on a terminal, JSON otherwise), json or console")
 
@@ -118,6 +141,21 @@ func (c Config) validate() error {
 	case "auto", "json", "console":
 	default:
 		errs = append(errs, fmt.Errorf("--log-format %q: want auto, json or console", c.LogFormat))
+	}
+	if c.NATSURL != "" && c.EmbeddedNATS != "" {
+		errs = append(errs, errors.New("--nats-url and --embedded-nats exclude each other: the embedded server is the node's NATS"))
+	}
+	if c.Orchestrator && !c.Fleet() {
+		errs = append(errs, errors.New("--orchestrator needs --nats-url or --embedded-nats"))
+	}
+	if c.Fleet() && c.Watch != "" {
+		errs = append(errs, errors.New("--watch is the standalone developer loop; in fleet mode modules come from NATS"))
+	}
+	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
+		errs = append(errs, fmt.Errorf("--replicas %d: want 1, 3 or 5", c.Replicas))
+	}
+	if c.PresenceTTL < time.Second || c.Lease < time.Second {
+		errs = append(errs, errors.New("--presence-ttl and --lease must be at least 1s"))
 	}
 	if c.Watch != "" {
 		if st, err := os.Stat(c.Watch); err != nil || !st.IsDir() {

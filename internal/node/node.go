@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
@@ -45,6 +46,13 @@ type Node struct {
 	httpSrv  *http.Server
 	listener net.Listener
 	watcher  *watcher
+
+	agent      *agent
+	natsServer *server.Server
+
+	// onChange, when set (by the NATS agent), runs after a module's
+	// current version changed or it was unloaded, under the module's lock.
+	onChange func(module string)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -102,6 +110,11 @@ func (n *Node) Open(ctx context.Context) error {
 			}
 		})
 		n.log.Info().Str("addr", "http://"+ln.Addr().String()+"/mcp").Msg("serving MCP over streamable HTTP")
+	}
+	if n.cfg.Fleet() {
+		if err := n.openFleet(ctx); err != nil {
+			return err
+		}
 	}
 	if n.cfg.Watch != "" {
 		w, err := newWatcher(n, n.cfg.Watch, n.cfg.WatchDebounce)
@@ -165,6 +178,7 @@ func (n *Node) Close(ctx context.Context) error {
 	if n.watcher != nil {
 		n.watcher.close()
 	}
+	n.closeFleet()
 	n.wg.Wait()
 	return n.loader.Close(context.Background())
 }
@@ -181,14 +195,31 @@ func (n *Node) Reload(ctx context.Context, module string, wasm []byte, digest st
 	mu := n.moduleLock(module)
 	mu.Lock()
 	defer mu.Unlock()
-	log := n.log.With().Str("module", module).Str("digest", loader.DigestOf(wasm)).Logger()
+	staged, err := n.prepare(ctx, module, wasm, digest)
+	if err != nil {
+		return nil, err
+	}
+	return n.commit(ctx, staged)
+}
+
+// prepare stages a version, logging and counting a rejection.
+func (n *Node) prepare(ctx context.Context, module string, wasm []byte, digest string) (*loader.Staged, error) {
 	staged, err := n.loader.Prepare(ctx, module, wasm, digest)
 	if err != nil {
 		n.metrics.reloads.WithLabelValues(module, "rejected").Inc()
-		log.Error().Str("stage", loader.StageOf(err)).Str("code", loader.Code(err)).Err(err).
+		n.log.Error().Str("module", module).Str("digest", loader.DigestOf(wasm)).
+			Str("stage", loader.StageOf(err)).Str("code", loader.Code(err)).Err(err).
 			Msg("module rejected; the previous version keeps serving")
 		return nil, err
 	}
+	return staged, nil
+}
+
+// commit commits a staged version, then publishes its tools and records it
+// in the module cache. Callers hold the module's lock.
+func (n *Node) commit(ctx context.Context, staged *loader.Staged) (*loader.CommitResult, error) {
+	module := staged.Module()
+	log := n.log.With().Str("module", module).Str("digest", staged.Digest()).Logger()
 	res, err := n.loader.Commit(ctx, staged)
 	if err != nil {
 		n.metrics.reloads.WithLabelValues(module, "failed").Inc()
@@ -238,16 +269,23 @@ func (n *Node) Unload(ctx context.Context, module string) error {
 	if err := n.loader.Unload(ctx, module); err != nil {
 		return err
 	}
+	if n.onChange != nil {
+		n.onChange(module)
+	}
 	n.metrics.reloads.WithLabelValues(module, "unloaded").Inc()
 	n.log.Info().Str("module", module).Msg("module unloaded")
 	return nil
 }
 
-// publish writes module's current tools to the registry.
+// publish writes module's current tools to the registry and tells the
+// agent (module cache, presence) when one runs.
 func (n *Node) publish(module string) error {
 	cur, _, err := n.loader.Versions(module)
 	if err != nil {
 		return err
+	}
+	if n.onChange != nil {
+		n.onChange(module)
 	}
 	defs := make([]json.RawMessage, len(cur.Tools))
 	for i, t := range cur.Tools {

@@ -1,0 +1,576 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mcpreload/mcpreload/events"
+	"github.com/mcpreload/mcpreload/internal/bus"
+)
+
+// Defaults of Config.
+const (
+	// DefaultLease is how long a request stays owned by an orchestrator
+	// without a keep-alive: an orchestrator that dies loses its sagas to
+	// another one after at most this long.
+	DefaultLease = 10 * time.Second
+	// lockRetry is how soon a request for a module locked by another saga
+	// is offered again.
+	lockRetry = 100 * time.Millisecond
+)
+
+// Hooks let the binary log what the orchestrator does; the package itself
+// never logs. Every hook is optional and must not block.
+type Hooks struct {
+	Started    func(s *State, resumed bool)
+	Transition func(from, to *State)
+	Finished   func(o events.Outcome)
+	Rejected   func(id string, err error) // a request that cannot start a saga
+	Error      func(id string, err error) // an operational error, the saga goes on or is resumed later
+}
+
+// Config configures an Orchestrator.
+type Config struct {
+	Bus *bus.Bus
+	// Source is the CloudEvents source of the events it publishes.
+	Source string
+	// Lease: see DefaultLease.
+	Lease time.Duration
+	// Now is the clock (default time.Now).
+	Now   func() time.Time
+	Hooks Hooks
+}
+
+// Orchestrator runs sagas for the reload requests JetStream hands it. Any
+// number may run against one NATS deployment: they share one durable
+// consumer, each request goes to one of them, and a saga whose owner stops
+// (or dies: its lease lapses) is resumed by another from its persisted state.
+type Orchestrator struct {
+	cfg  Config
+	b    *bus.Bus
+	cons jetstream.ConsumeContext
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewOrchestrator returns an orchestrator; Start begins consuming.
+func NewOrchestrator(cfg Config) *Orchestrator {
+	if cfg.Lease == 0 {
+		cfg.Lease = DefaultLease
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Source == "" {
+		cfg.Source = "urn:mcpreload:orchestrator"
+	}
+	return &Orchestrator{cfg: cfg, b: cfg.Bus}
+}
+
+// Start creates (idempotently) the shared consumer and starts taking
+// requests.
+func (o *Orchestrator) Start(ctx context.Context) error {
+	cons, err := o.b.Requests.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       bus.ConsumerOrchestrators,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       o.cfg.Lease,
+		MaxDeliver:    -1,
+		MaxAckPending: 10000,
+		FilterSubject: o.b.Subjects.ReloadRequestAll(),
+		Description:   "mcpreload orchestrators (shared)",
+	})
+	if err != nil {
+		return fmt.Errorf("orchestrator consumer: %w", err)
+	}
+	o.ctx, o.cancel = context.WithCancel(context.Background())
+	cc, err := cons.Consume(o.handle, jetstream.PullMaxMessages(64))
+	if err != nil {
+		o.cancel()
+		return fmt.Errorf("orchestrator consume: %w", err)
+	}
+	o.cons = cc
+	return nil
+}
+
+// Close stops taking requests and stops running sagas without finishing
+// them: their requests are handed back at once, so another orchestrator
+// resumes them from their persisted state. Close waits for its goroutines.
+func (o *Orchestrator) Close() {
+	if o.cons != nil {
+		o.cons.Stop()
+		<-o.cons.Closed()
+	}
+	if o.cancel != nil {
+		o.cancel()
+	}
+	o.wg.Wait()
+}
+
+// handle runs for each request, serially: it takes the module lock in
+// arrival order, then runs the saga in its own goroutine.
+func (o *Orchestrator) handle(m jetstream.Msg) {
+	ctx := o.ctx
+	e, err := events.FromNATS(ctx, &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+	var req *events.ReloadRequest
+	if err == nil {
+		req, err = events.DecodeReloadRequest(e)
+	}
+	if err != nil {
+		o.reject(ctx, m, e, err)
+		return
+	}
+	id := e.ID()
+	if want := o.b.Subjects.ReloadRequest(req.Module); m.Subject() != want {
+		o.reject(ctx, m, e, fmt.Errorf("request for module %q published on %s, want %s", req.Module, m.Subject(), want))
+		return
+	}
+	st, rev, err := o.loadState(ctx, id)
+	if err != nil {
+		o.hookError(id, err)
+		_ = m.NakWithDelay(lockRetry)
+		return
+	}
+	if st == nil || !st.Phase.Terminal() {
+		held, err := o.lock(ctx, req.Module, id)
+		if err != nil {
+			o.hookError(id, err)
+			_ = m.NakWithDelay(lockRetry)
+			return
+		}
+		if !held { // another saga runs on this module: serialize
+			_ = m.NakWithDelay(lockRetry)
+			return
+		}
+	}
+	o.wg.Go(func() { o.run(m, id, req, st, rev) })
+}
+
+// reject ends a request that cannot become a saga with a failed outcome
+// (when it has a usable id) and removes it from the queue.
+func (o *Orchestrator) reject(ctx context.Context, m jetstream.Msg, e interface{ ID() string }, err error) {
+	id := ""
+	if e != nil && events.ValidateID(e.ID()) == nil {
+		id = e.ID()
+	}
+	if o.cfg.Hooks.Rejected != nil {
+		o.cfg.Hooks.Rejected(id, err)
+	}
+	if id != "" {
+		now := o.cfg.Now()
+		out := events.Outcome{Saga: id, Module: "unknown", Result: events.ResultAborted, Strategy: events.StrategyAll,
+			Reason: "invalid reload request: " + err.Error(), StartedAt: now, FinishedAt: now}
+		var rr struct {
+			Module string `json:"module"`
+		}
+		if json.Unmarshal(m.Data(), &rr) == nil && moduleNameRE.MatchString(rr.Module) {
+			out.Module = rr.Module
+		}
+		_ = o.publishOutcome(ctx, out)
+	}
+	_ = m.TermWithReason(err.Error())
+}
+
+var moduleNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// lock takes the module's lock for saga id; false if another saga holds it.
+func (o *Orchestrator) lock(ctx context.Context, module, id string) (bool, error) {
+	_, err := o.b.Locks.Create(ctx, module, []byte(id))
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return false, fmt.Errorf("lock %s: %w", module, err)
+	}
+	e, err := o.b.Locks.Get(ctx, module)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil // released meanwhile: the retry will take it
+	}
+	if err != nil {
+		return false, fmt.Errorf("lock %s: %w", module, err)
+	}
+	return string(e.Value()) == id, nil
+}
+
+func (o *Orchestrator) unlock(ctx context.Context, module, id string) {
+	e, err := o.b.Locks.Get(ctx, module)
+	if err != nil || string(e.Value()) != id {
+		return
+	}
+	if err := o.b.Locks.Delete(ctx, module, jetstream.LastRevision(e.Revision())); err != nil {
+		o.hookError(id, fmt.Errorf("release lock %s: %w", module, err))
+	}
+}
+
+func (o *Orchestrator) loadState(ctx context.Context, id string) (*State, uint64, error) {
+	e, err := o.b.State.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("saga state %s: %w", id, err)
+	}
+	var s State
+	if err := json.Unmarshal(e.Value(), &s); err != nil {
+		return nil, 0, fmt.Errorf("saga state %s: %w", id, err)
+	}
+	return &s, e.Revision(), nil
+}
+
+// errLostOwnership stops a saga whose state another orchestrator updated.
+var errLostOwnership = errors.New("another orchestrator owns the saga now")
+
+// run drives one saga to its end, or until the orchestrator closes or loses
+// the saga to another owner.
+func (o *Orchestrator) run(m jetstream.Msg, id string, req *events.ReloadRequest, st *State, rev uint64) {
+	ctx, cancel := context.WithCancel(o.ctx)
+	defer cancel()
+	finished := false
+	defer func() {
+		if !finished && o.ctx.Err() != nil {
+			// Closing: hand the request back for another owner at once.
+			_ = m.Nak()
+		}
+	}()
+
+	// Keep the request (the lease on the saga) while the saga runs.
+	go func() {
+		t := time.NewTicker(o.cfg.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+
+	inbox := make(chan Event, 256)
+	acks, err := o.followAcks(ctx, id, inbox)
+	if err != nil {
+		o.hookError(id, err)
+		_ = m.NakWithDelay(lockRetry)
+		return
+	}
+	defer acks.Stop()
+
+	var fx []Effect
+	if st == nil {
+		start, err := o.startEvent(ctx, id, req)
+		if err != nil {
+			o.hookError(id, err)
+			_ = m.NakWithDelay(lockRetry)
+			return
+		}
+		st, fx = Step(nil, start)
+		b, _ := json.Marshal(st)
+		if rev, err = o.b.State.Create(ctx, id, b); err != nil {
+			o.hookError(id, fmt.Errorf("persist saga state: %w", err))
+			_ = m.NakWithDelay(lockRetry)
+			return
+		}
+		o.hookStarted(st, false)
+	} else {
+		fx = Resume(st)
+		o.hookStarted(st, true)
+	}
+
+	timers := map[time.Time]*time.Timer{}
+	defer func() {
+		for _, t := range timers {
+			t.Stop()
+		}
+	}()
+	for {
+		var done bool
+		var follow []Event
+		done, follow, err = o.perform(ctx, m, st, fx, inbox, timers)
+		if err != nil {
+			o.hookError(id, err)
+			return
+		}
+		if done {
+			finished = true
+			return
+		}
+		var ev Event
+		if len(follow) > 0 {
+			ev = follow[0]
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case ev = <-inbox:
+			}
+		}
+		next, nfx := Step(st, ev)
+		if next == st {
+			fx = nil
+			continue
+		}
+		b, _ := json.Marshal(next)
+		rev, err = o.b.State.Update(ctx, id, b, rev)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			o.hookError(id, errLostOwnership)
+			return
+		}
+		if err != nil {
+			// Not persisted: the effects must not happen. Give the saga
+			// up; whoever takes the request next resumes from the last
+			// persisted state.
+			o.hookError(id, fmt.Errorf("persist saga state: %w", err))
+			_ = m.NakWithDelay(lockRetry)
+			return
+		}
+		if o.cfg.Hooks.Transition != nil {
+			o.cfg.Hooks.Transition(st, next)
+		}
+		st, fx = next, nfx
+	}
+}
+
+// startEvent gathers what the machine needs to start: live nodes with
+// their digests of the module, the desired digest, and the object's presence.
+func (o *Orchestrator) startEvent(ctx context.Context, id string, req *events.ReloadRequest) (Start, error) {
+	live, err := o.b.LiveNodes(ctx)
+	if err != nil {
+		return Start{}, fmt.Errorf("live nodes: %w", err)
+	}
+	digests := make(map[string]string, len(live))
+	for node, p := range live {
+		digests[node] = p.Modules[req.Module]
+	}
+	d, _, err := o.b.GetDesired(ctx, req.Module, "")
+	if err != nil {
+		return Start{}, err
+	}
+	return Start{Now: o.cfg.Now(), ID: id, Request: *req, Live: digests, Desired: d.Digest}, nil
+}
+
+// followAcks feeds the saga's acks, from the first one on (so a resumed
+// saga sees acks its previous owner missed), into inbox.
+func (o *Orchestrator) followAcks(ctx context.Context, id string, inbox chan<- Event) (jetstream.ConsumeContext, error) {
+	oc, err := o.b.JS.OrderedConsumer(ctx, o.b.Names.SagaStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{o.b.Subjects.Saga(id, "ack.>")},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow acks: %w", err)
+	}
+	return oc.Consume(func(m jetstream.Msg) {
+		e, err := events.FromNATS(ctx, &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+		if err != nil {
+			o.hookError(id, fmt.Errorf("ignoring malformed ack on %s: %w", m.Subject(), err))
+			return
+		}
+		a, err := events.DecodeAck(e)
+		if err != nil {
+			o.hookError(id, fmt.Errorf("ignoring invalid ack on %s: %w", m.Subject(), err))
+			return
+		}
+		if want := o.b.Subjects.Saga(id, events.AckLeaf(a.Node)); m.Subject() != want {
+			o.hookError(id, fmt.Errorf("ignoring ack from %s published on %s", a.Node, m.Subject()))
+			return
+		}
+		select {
+		case inbox <- AckReceived{Now: o.cfg.Now(), Ack: *a}:
+		case <-ctx.Done():
+		}
+	})
+}
+
+// perform carries out effects in order. It returns done once the saga's
+// Finish was performed, and events to feed back (a desired-state conflict).
+func (o *Orchestrator) perform(ctx context.Context, m jetstream.Msg, st *State, fx []Effect, inbox chan Event, timers map[time.Time]*time.Timer) (bool, []Event, error) {
+	for _, f := range fx {
+		switch f := f.(type) {
+		case Send:
+			if err := o.send(ctx, st, f); err != nil {
+				return false, nil, err
+			}
+		case SetDesired:
+			conflict, err := o.setDesired(ctx, st, f)
+			if err != nil {
+				return false, nil, err
+			}
+			if conflict != "" && st.Phase == Committing {
+				return false, []Event{DesiredConflict{Now: o.cfg.Now(), Found: conflict}}, nil
+			}
+		case SetPin:
+			b, _ := json.Marshal(bus.Desired{Digest: f.Digest, Saga: st.ID, Updated: o.cfg.Now()})
+			if _, err := o.b.Desired.Put(ctx, bus.PinKey(st.Module, f.Node), b); err != nil {
+				return false, nil, fmt.Errorf("pin %s on %s: %w", st.Module, f.Node, err)
+			}
+		case Progress:
+			o.progress(ctx, st, f)
+		case SetTimer:
+			if _, ok := timers[f.At]; !ok {
+				at := f.At
+				timers[at] = time.AfterFunc(time.Until(at), func() {
+					select {
+					case inbox <- Tick{Now: o.cfg.Now()}:
+					case <-ctx.Done():
+					}
+				})
+			}
+		case Finish:
+			if err := o.publishOutcome(ctx, f.Outcome); err != nil {
+				return false, nil, err
+			}
+			o.unlock(ctx, st.Module, st.ID)
+			if err := m.DoubleAck(ctx); err != nil {
+				o.hookError(st.ID, fmt.Errorf("ack request: %w", err))
+			}
+			if o.cfg.Hooks.Finished != nil {
+				o.cfg.Hooks.Finished(f.Outcome)
+			}
+			return true, nil, nil
+		}
+	}
+	return false, nil, nil
+}
+
+var commandTypes = map[string]string{
+	events.PhasePrepare:  events.TypePrepare,
+	events.PhaseCommit:   events.TypeCommit,
+	events.PhaseAbort:    events.TypeAbort,
+	events.PhaseRollback: events.TypeRollback,
+}
+
+func (o *Orchestrator) send(ctx context.Context, st *State, f Send) error {
+	cmd := events.Command{Saga: st.ID, Module: st.Module, Digest: f.Digest, Targets: f.Targets, Deadline: f.Deadline}
+	e, err := events.New(commandTypes[f.Phase], o.cfg.Source, st.Module, cmd)
+	if err != nil {
+		return fmt.Errorf("%s command: %w", f.Phase, err)
+	}
+	msg, err := events.ToNATS(ctx, o.b.Subjects.Saga(st.ID, f.Phase), e)
+	if err != nil {
+		return err
+	}
+	if _, err := o.b.JS.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("publish %s command: %w", f.Phase, err)
+	}
+	return nil
+}
+
+// setDesired applies a SetDesired by compare-and-set. It returns the digest
+// found instead of the expected one, if the desired state moved under the
+// saga ("" when it applied or was already done).
+func (o *Orchestrator) setDesired(ctx context.Context, st *State, f SetDesired) (string, error) {
+	cur, rev, err := o.b.GetDesired(ctx, st.Module, "")
+	if err != nil {
+		return "", err
+	}
+	switch cur.Digest {
+	case f.Digest:
+		return "", o.clearPins(ctx, st)
+	case f.Expect:
+	default:
+		return cur.Digest, nil
+	}
+	if f.Digest == "" {
+		err = o.b.Desired.Delete(ctx, st.Module, jetstream.LastRevision(rev))
+	} else {
+		b, _ := json.Marshal(bus.Desired{Digest: f.Digest, Saga: st.ID, Updated: o.cfg.Now()})
+		if rev == 0 {
+			_, err = o.b.Desired.Create(ctx, st.Module, b)
+		} else {
+			_, err = o.b.Desired.Update(ctx, st.Module, b, rev)
+		}
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		now, _, gerr := o.b.GetDesired(ctx, st.Module, "")
+		if gerr != nil {
+			return "", gerr
+		}
+		return now.Digest, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("set desired %s: %w", st.Module, err)
+	}
+	return "", o.clearPins(ctx, st)
+}
+
+// clearPins removes per-node pins of the module: a fleet-wide decision
+// supersedes local reloads.
+func (o *Orchestrator) clearPins(ctx context.Context, st *State) error {
+	lister, err := o.b.Desired.ListKeysFiltered(ctx, st.Module+".>")
+	if err != nil {
+		return fmt.Errorf("list pins: %w", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		if err := o.b.Desired.Delete(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("clear pin %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+func (o *Orchestrator) progress(ctx context.Context, st *State, f Progress) {
+	p := events.Progress{Saga: st.ID, Module: st.Module, Phase: f.Phase, Message: f.Message, Nodes: map[string]string{}}
+	for id, n := range st.Nodes {
+		p.Nodes[id] = string(n.State)
+	}
+	e, err := events.New(events.TypeSagaProgress, o.cfg.Source, st.Module, p)
+	if err != nil {
+		o.hookError(st.ID, err)
+		return
+	}
+	msg, err := events.ToNATS(ctx, o.b.Subjects.Saga(st.ID, events.LeafProgress), e)
+	if err != nil {
+		o.hookError(st.ID, err)
+		return
+	}
+	if _, err := o.b.JS.PublishMsgAsync(msg); err != nil {
+		o.hookError(st.ID, err)
+	}
+}
+
+// publishOutcome publishes the saga's outcome exactly once: the message id
+// is derived from the saga id, so a repeat (a resumed saga) is dropped by
+// JetStream's deduplication.
+func (o *Orchestrator) publishOutcome(ctx context.Context, out events.Outcome) error {
+	typ := events.TypeSagaFailed
+	if out.Result == events.ResultCommitted {
+		typ = events.TypeSagaCompleted
+	}
+	e, err := events.New(typ, o.cfg.Source, out.Module, out, events.WithID(out.Saga+"-outcome"))
+	if err != nil {
+		return fmt.Errorf("outcome: %w", err)
+	}
+	msg, err := events.ToNATS(ctx, o.b.Subjects.Saga(out.Saga, events.LeafOutcome), e)
+	if err != nil {
+		return err
+	}
+	if _, err := o.b.JS.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("publish outcome: %w", err)
+	}
+	return nil
+}
+
+func (o *Orchestrator) hookError(id string, err error) {
+	if o.cfg.Hooks.Error != nil {
+		o.cfg.Hooks.Error(id, err)
+	}
+}
+
+func (o *Orchestrator) hookStarted(s *State, resumed bool) {
+	if o.cfg.Hooks.Started != nil {
+		o.cfg.Hooks.Started(s, resumed)
+	}
+}
