@@ -425,6 +425,11 @@ func (o *Orchestrator) perform(ctx context.Context, m jetstream.Msg, st *State, 
 				})
 			}
 		case Finish:
+			if f.Outcome.Result == events.ResultCommitted && st.Strategy != events.StrategyLocal {
+				if err := o.clearPins(ctx, st); err != nil {
+					return false, nil, err
+				}
+			}
 			if err := o.publishOutcome(ctx, f.Outcome); err != nil {
 				return false, nil, err
 			}
@@ -474,7 +479,7 @@ func (o *Orchestrator) setDesired(ctx context.Context, st *State, f SetDesired) 
 	}
 	switch cur.Digest {
 	case f.Digest:
-		return "", o.clearPins(ctx, st)
+		return "", nil
 	case f.Expect:
 	default:
 		return cur.Digest, nil
@@ -499,11 +504,11 @@ func (o *Orchestrator) setDesired(ctx context.Context, st *State, f SetDesired) 
 	if err != nil {
 		return "", fmt.Errorf("set desired %s: %w", st.Module, err)
 	}
-	return "", o.clearPins(ctx, st)
+	return "", nil
 }
 
-// clearPins removes per-node pins of the module: a fleet-wide decision
-// supersedes local reloads.
+// clearPins removes per-node pins of the module once a fleet-wide reload
+// committed: it supersedes local reloads. (A rolled back saga leaves them.)
 func (o *Orchestrator) clearPins(ctx context.Context, st *State) error {
 	lister, err := o.b.Desired.ListKeysFiltered(ctx, st.Module+".>")
 	if err != nil {

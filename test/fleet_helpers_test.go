@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -114,4 +115,70 @@ func (f *fleet) countOutcomes(tb testing.TB, id string) uint64 {
 	info, err := f.b.Sagas.Info(context.Background(), jetstream.WithSubjectFilter(f.b.Subjects.Saga(id, events.LeafOutcome)))
 	require.NoError(tb, err)
 	return info.State.Subjects[f.b.Subjects.Saga(id, events.LeafOutcome)]
+}
+
+// serving returns the digest of module each live node reports.
+func (f *fleet) serving(tb testing.TB, module string) map[string]string {
+	tb.Helper()
+	live, err := f.b.LiveNodes(context.Background())
+	require.NoError(tb, err)
+	out := map[string]string{}
+	for id, p := range live {
+		out[id] = p.Modules[module]
+	}
+	return out
+}
+
+// waitServing waits until every given node reports digest for module.
+func (f *fleet) waitServing(tb testing.TB, module, digest string, ids ...string) {
+	tb.Helper()
+	require.Eventually(tb, func() bool {
+		s := f.serving(tb, module)
+		for _, id := range ids {
+			if s[id] != digest {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 10*time.Millisecond, "nodes %v should serve %s %s", ids, module, digest)
+}
+
+// fakeNode registers a node in the live set that only the test speaks
+// for: sagas wait on it until the test acks, which pins a saga mid-phase
+// deterministically.
+func (f *fleet) fakeNode(tb testing.TB, id string) {
+	tb.Helper()
+	b, err := json.Marshal(bus.Presence{Node: id, Modules: map[string]string{}, Updated: time.Now()})
+	require.NoError(tb, err)
+	_, err = f.b.Nodes.Put(context.Background(), id, b)
+	require.NoError(tb, err)
+}
+
+// ack publishes an ack as node for the saga.
+func (f *fleet) ack(tb testing.TB, a events.Ack) {
+	tb.Helper()
+	e, err := events.New(events.TypeAck, "urn:test:"+a.Node, a.Module, a)
+	require.NoError(tb, err)
+	m, err := events.ToNATS(context.Background(), f.b.Subjects.Saga(a.Saga, events.AckLeaf(a.Node)), e)
+	require.NoError(tb, err)
+	_, err = f.b.JS.PublishMsg(context.Background(), m)
+	require.NoError(tb, err)
+}
+
+// waitCommand waits for the saga's command of the given phase and returns it.
+func (f *fleet) waitCommand(tb testing.TB, id, phase string) *events.Command {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	oc, err := f.b.JS.OrderedConsumer(ctx, f.b.Names.SagaStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{f.b.Subjects.Saga(id, phase)},
+	})
+	require.NoError(tb, err)
+	m, err := oc.Next(jetstream.FetchContext(ctx))
+	require.NoError(tb, err, "waiting for the %s command of saga %s", phase, id)
+	e, err := events.FromNATS(ctx, &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+	require.NoError(tb, err)
+	cmd, err := events.DecodeCommand(e)
+	require.NoError(tb, err)
+	return cmd
 }
