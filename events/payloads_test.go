@@ -121,7 +121,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"completed saga that aborted", rawEvent(t, TypeSagaCompleted, outcomeJSON(t, ResultAborted)), ErrInvalidPayload,
 			`events: outcome: result "aborted": a completed saga must be committed`},
 		{"failed saga that committed", rawEvent(t, TypeSagaFailed, outcomeJSON(t, ResultCommitted)), ErrInvalidPayload,
-			`events: outcome: result "committed": a failed saga must be aborted or rolled_back`},
+			`events: outcome: result "committed": a failed saga must be aborted, rolled_back or failed`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, err := Decode(tc.event)

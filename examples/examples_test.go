@@ -15,6 +15,7 @@ import (
 	"github.com/mcpreload/mcpreload/guest"
 	"github.com/mcpreload/mcpreload/internal/testutil"
 	"github.com/mcpreload/mcpreload/internal/wasmbuild"
+	"github.com/mcpreload/mcpreload/loader"
 )
 
 // These tests drive the examples through the tool module ABI with a minimal
@@ -33,7 +34,9 @@ func newHost(t *testing.T) *host {
 	ctx := context.Background()
 	cache, err := wazero.NewCompilationCacheWithDir(testutil.CacheDir(t))
 	require.NoError(t, err)
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cache))
+	// The loader's settings, so compiled code comes from the shared cache.
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cache).
+		WithCloseOnContextDone(true).WithMemoryLimitPages(loader.DefaultMemoryLimitPages))
 	t.Cleanup(func() {
 		require.NoError(t, rt.Close(ctx))
 		require.NoError(t, cache.Close(ctx))

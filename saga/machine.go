@@ -175,6 +175,11 @@ func Step(s *State, e Event) (*State, []Effect) {
 	var fx []Effect
 	switch ev := e.(type) {
 	case AckReceived:
+		if !ev.Now.Before(s.Deadline) {
+			// Past the deadline a missing ack is a NACK, whatever arrives
+			// late: decide as the deadline's tick would.
+			return Step(s, Tick{Now: ev.Now})
+		}
 		if !n.applyAck(ev.Ack, &fx) {
 			return s, nil
 		}
@@ -222,7 +227,14 @@ func start(e Start) (*State, []Effect) {
 		}
 	}
 	var fx []Effect
-	if len(s.Nodes) == 0 {
+	if r.Strategy == events.StrategyLocal && len(s.Nodes) > 0 {
+		// Local lists every named node in its outcome: one that is not
+		// live fails the saga (the others still reload).
+		for _, id := range missing {
+			s.Nodes[id] = &Node{State: NodeNoAck, Code: "not_live", Message: "not live when the saga started"}
+		}
+	}
+	if len(s.ids(func(n *Node) bool { return n.State == NodePending })) == 0 {
 		s.Phase = Aborted
 		reason := "no live node to reload: start nodes (or check --nodes) and retry"
 		if len(missing) > 0 {
@@ -235,7 +247,7 @@ func start(e Start) (*State, []Effect) {
 	if r.Strategy == events.StrategyLocal {
 		s.Phase = Local
 	}
-	targets := s.ids(nil)
+	targets := s.ids(func(n *Node) bool { return n.State == NodePending })
 	fx = append(fx,
 		Send{Phase: events.PhasePrepare, Digest: s.Digest, Targets: targets, Deadline: s.Deadline},
 		SetTimer{At: s.Deadline},
@@ -330,7 +342,7 @@ func (s *State) evaluate(now time.Time, fx *[]Effect) {
 			switch {
 			case committed >= need:
 				s.complete(now, fmt.Sprintf("committed on %d of %d nodes (quorum %d); the rest converge to the desired version", committed, total, need), fx)
-			case failed > total-need || (late && committed < need):
+			case committed+c[NodeCommitting]+c[NodePending]+c[NodePrepared] < need || (late && committed < need):
 				s.rollback(now, fmt.Sprintf("commit failed on too many nodes for a quorum of %d: %s", need, s.failures()), fx)
 			}
 		default:

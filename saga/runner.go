@@ -400,12 +400,15 @@ func (o *Orchestrator) perform(ctx context.Context, m jetstream.Msg, st *State, 
 				return false, nil, err
 			}
 		case SetDesired:
-			conflict, err := o.setDesired(ctx, st, f)
+			found, conflict, err := o.setDesired(ctx, st, f)
 			if err != nil {
 				return false, nil, err
 			}
-			if conflict != "" && st.Phase == Committing {
-				return false, []Event{DesiredConflict{Now: o.cfg.Now(), Found: conflict}}, nil
+			if conflict && st.Phase == Committing {
+				return false, []Event{DesiredConflict{Now: o.cfg.Now(), Found: found}}, nil
+			}
+			if conflict && o.cfg.Hooks.Error != nil {
+				o.cfg.Hooks.Error(st.ID, fmt.Errorf("desired %s is %q, not %q as the saga expected: left as it is", st.Module, found, f.Expect))
 			}
 		case SetPin:
 			b, _ := json.Marshal(bus.Desired{Digest: f.Digest, Saga: st.ID, Updated: o.cfg.Now()})
@@ -469,20 +472,19 @@ func (o *Orchestrator) send(ctx context.Context, st *State, f Send) error {
 	return nil
 }
 
-// setDesired applies a SetDesired by compare-and-set. It returns the digest
-// found instead of the expected one, if the desired state moved under the
-// saga ("" when it applied or was already done).
-func (o *Orchestrator) setDesired(ctx context.Context, st *State, f SetDesired) (string, error) {
+// setDesired applies a SetDesired by compare-and-set. conflict is set, with
+// the digest found, if the desired state moved under the saga.
+func (o *Orchestrator) setDesired(ctx context.Context, st *State, f SetDesired) (found string, conflict bool, err error) {
 	cur, rev, err := o.b.GetDesired(ctx, st.Module, "")
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	switch cur.Digest {
 	case f.Digest:
-		return "", nil
+		return "", false, nil // already done (a resumed saga)
 	case f.Expect:
 	default:
-		return cur.Digest, nil
+		return cur.Digest, true, nil
 	}
 	if f.Digest == "" {
 		err = o.b.Desired.Delete(ctx, st.Module, jetstream.LastRevision(rev))
@@ -497,14 +499,14 @@ func (o *Orchestrator) setDesired(ctx context.Context, st *State, f SetDesired) 
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		now, _, gerr := o.b.GetDesired(ctx, st.Module, "")
 		if gerr != nil {
-			return "", gerr
+			return "", false, gerr
 		}
-		return now.Digest, nil
+		return now.Digest, true, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("set desired %s: %w", st.Module, err)
+		return "", false, fmt.Errorf("set desired %s: %w", st.Module, err)
 	}
-	return "", nil
+	return "", false, nil
 }
 
 // clearPins removes per-node pins of the module once a fleet-wide reload

@@ -135,7 +135,17 @@ func startNode(tb testing.TB, args ...string) *runningNode {
 		})
 		return code
 	}
-	tb.Cleanup(func() { stop() })
+	tb.Cleanup(func() {
+		stop()
+		if tb.Failed() && os.Getenv("MCPRELOAD_TEST_LOGS") != "" {
+			logs.mu.Lock()
+			for _, l := range logs.lines {
+				b, _ := json.Marshal(l)
+				tb.Logf("%s: %s", args, b)
+			}
+			logs.mu.Unlock()
+		}
+	})
 	return &runningNode{url: url, logs: logs, stop: stop}
 }
 
@@ -225,4 +235,16 @@ func httpGet(tb testing.TB, url string) (int, string) {
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(tb, err)
 	return resp.StatusCode, string(b)
+}
+
+// hasSaga reports whether a "saga started" line for id was logged.
+func (s *logSink) hasSaga(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.lines {
+		if l["message"] == "saga started" && l["saga"] == id {
+			return true
+		}
+	}
+	return false
 }

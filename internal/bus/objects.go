@@ -37,6 +37,11 @@ func (b *Bus) PutModule(ctx context.Context, wasm []byte) (digest string, existe
 	return digest, false, nil
 }
 
+// Permanent reports whether a GetModule error will not go away by retrying.
+func Permanent(err error) bool {
+	return errors.Is(err, ErrNoObject) || errors.Is(err, ErrObjectTooLarge) || errors.Is(err, ErrObjectCorrupt)
+}
+
 // GetModule downloads the module with digest, refusing objects over max
 // bytes before reading them and bytes that do not hash to digest.
 func (b *Bus) GetModule(ctx context.Context, digest string, max int) ([]byte, error) {
@@ -54,8 +59,11 @@ func (b *Bus) GetModule(ctx context.Context, digest string, max int) ([]byte, er
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, fmt.Errorf("%w: %s", ErrNoObject, digest)
 	}
-	if err != nil {
+	if errors.Is(err, jetstream.ErrDigestMismatch) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrObjectCorrupt, digest, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("object %s: %w", digest, err)
 	}
 	if got := loader.DigestOf(wasm); got != digest {
 		return nil, fmt.Errorf("%w: %s hashes to %s", ErrObjectCorrupt, digest, got)

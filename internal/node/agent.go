@@ -351,6 +351,25 @@ func (a *agent) fetch(ctx context.Context, digest string) ([]byte, error) {
 	return wasm, nil
 }
 
+// fetchUntil fetches like fetch, retrying transient failures (NATS
+// reconnecting) until shortly before deadline.
+func (a *agent) fetchUntil(ctx context.Context, digest string, deadline time.Time) ([]byte, error) {
+	wait := 50 * time.Millisecond
+	for {
+		wasm, err := a.fetch(ctx, digest)
+		if err == nil || bus.Permanent(err) || time.Until(deadline) < 2*wait {
+			return wasm, err
+		}
+		a.log.Warn().Err(err).Str("digest", digest).Msg("fetch failed; retrying")
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, time.Second)
+	}
+}
+
 // onCommand receives saga commands (core NATS, in order) and queues the
 // ones addressed to this node on their module's queue.
 func (a *agent) onCommand(m *nats.Msg) {
@@ -423,7 +442,7 @@ func (a *agent) handle(ctx context.Context, phase string, cmd *events.Command) {
 	mu.Lock()
 	switch phase {
 	case events.PhasePrepare:
-		wasm, err := a.fetch(ctx, cmd.Digest)
+		wasm, err := a.fetchUntil(ctx, cmd.Digest, cmd.Deadline)
 		if err != nil {
 			fail("fetch", fetchCode(err), err)
 			break
