@@ -24,6 +24,7 @@ all: build
 
 build: wasm
 	$(GO) build -o $(BIN)/mcpreload-node ./cmd/node
+	$(GO) build -o $(BIN)/mcpreload-publisher ./cmd/publisher
 
 # Every example tool module, compiled from source into build/wasm/.
 wasm:
@@ -60,8 +61,8 @@ bench: wasm
 cover: wasm
 	$(GO) test -ldflags "$(TEST_LDFLAGS)" -coverprofile=build/cover.out $(PKGS) | sed -e 's/\t/ /g'
 
-demo: wasm
-	$(GO) run ./internal/cmd/demo
+demo: build
+	$(GO) run ./internal/cmd/demo -bin $(BIN)
 
 clean:
 	rm -rf $(BIN) build
