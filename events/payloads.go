@@ -362,7 +362,8 @@ func (o Outcome) check(typ string) error {
 	if err := checkModule(o.Module); err != nil {
 		return err
 	}
-	if err := checkDigest("digest", o.Digest); err != nil {
+	// A request refused before it became a saga may have no usable digest.
+	if err := checkDigest("digest", o.Digest); err != nil && (o.Digest != "" || o.Result != ResultAborted) {
 		return err
 	}
 	if err := checkOptionalDigest("previous_digest", o.PreviousDigest); err != nil {

@@ -313,7 +313,7 @@ func encodeCodeChangeReply(err error) []byte {
 func (m *module) runCodeChange(input []byte) (err error) {
 	var msg codeChangeMessage
 	if err := json.Unmarshal(input, &msg); err != nil {
-		return fmt.Errorf("invalid code_change input: %v", err)
+		return fmt.Errorf("invalid code_change input: %w", err)
 	}
 	if msg.Direction != Up && msg.Direction != Down {
 		return fmt.Errorf("invalid code_change input: direction %q is neither %q nor %q", msg.Direction, Up, Down)

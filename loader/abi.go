@@ -147,7 +147,7 @@ func parseDescribe(b []byte) (description, error) {
 	var d description
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&raw); err != nil {
-		return d, fmt.Errorf("not a JSON object: %v", err)
+		return d, fmt.Errorf("not a JSON object: %w", err)
 	}
 	if dec.More() {
 		return d, fmt.Errorf("trailing data after the JSON object")
@@ -169,10 +169,10 @@ func parseDescribe(b []byte) (description, error) {
 			InputSchema json.RawMessage `json:"inputSchema"`
 		}
 		if err := json.Unmarshal(rt, &t); err != nil {
-			return d, fmt.Errorf("tools[%d]: not a tool object: %v", i, err)
+			return d, fmt.Errorf("tools[%d]: not a tool object: %w", i, err)
 		}
 		if !toolNameRE.MatchString(t.Name) {
-			return d, fmt.Errorf("tools[%d]: name %q must be 1-128 characters of A-Z a-z 0-9 _ - .", i, t.Name)
+			return d, fmt.Errorf("tools[%d]: name %q must be 1-128 characters, each a letter, digit, _, - or a dot", i, t.Name)
 		}
 		if seen[t.Name] {
 			return d, fmt.Errorf("tools[%d]: duplicate tool name %q", i, t.Name)
@@ -199,7 +199,7 @@ func parseCallResult(b []byte) (isError bool, err error) {
 		IsError bool `json:"isError"`
 	}
 	if err := json.Unmarshal(b, &r); err != nil {
-		return false, fmt.Errorf("mcpr_call returned invalid JSON: %v", err)
+		return false, fmt.Errorf("mcpr_call returned invalid JSON: %w", err)
 	}
 	if r.Content == nil {
 		return false, fmt.Errorf(`mcpr_call result has no "content" array`)

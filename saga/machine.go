@@ -55,6 +55,9 @@ type Node struct {
 	Stage    string    `json:"stage,omitempty"`
 	Code     string    `json:"code,omitempty"`
 	Message  string    `json:"message,omitempty"`
+	// Told is set once the node was sent a commit: only such nodes are
+	// rolled back in compensation.
+	Told bool `json:"told,omitempty"`
 }
 
 // State is a saga's complete state. It is what the runner persists.
@@ -138,7 +141,7 @@ type Progress struct {
 
 // SetPin pins the module on one node to Digest (strategy local: the node
 // runs a version the fleet's desired state does not name, and must not be
-// reconciled away from it).
+// reconciled away from it). An empty Digest removes the pin.
 type SetPin struct {
 	Node   string
 	Digest string
@@ -227,11 +230,26 @@ func start(e Start) (*State, []Effect) {
 		}
 	}
 	var fx []Effect
-	if r.Strategy == events.StrategyLocal && len(s.Nodes) > 0 {
-		// Local lists every named node in its outcome: one that is not
-		// live fails the saga (the others still reload).
+	if len(s.Nodes) > 0 {
+		// Every named node is in the outcome: one that is not live counts
+		// as a node that did not answer (local: the others still reload;
+		// all: nothing changes; quorum: it counts against the majority).
 		for _, id := range missing {
 			s.Nodes[id] = &Node{State: NodeNoAck, Code: "not_live", Message: "not live when the saga started"}
+		}
+	}
+	if len(missing) > 0 && len(s.Nodes) > len(missing) && r.Strategy != events.StrategyLocal {
+		s.Phase = Preparing
+		var pre []Effect
+		s.evaluate(e.Now, &pre)
+		if s.Phase.Terminal() {
+			// Decided before any command went out: nothing to abort.
+			for _, f := range pre {
+				if _, ok := f.(Finish); ok {
+					fx = append(fx, f)
+				}
+			}
+			return s, fx
 		}
 	}
 	if len(s.ids(func(n *Node) bool { return n.State == NodePending })) == 0 {
@@ -278,7 +296,7 @@ func (s *State) applyAck(a events.Ack, fx *[]Effect) bool {
 		// Local: each node commits as soon as it is prepared. Quorum: a
 		// node preparing after the decision is told to commit too.
 		if s.Phase == Local || s.Phase == Committing {
-			node.State = NodeCommitting
+			node.State, node.Told = NodeCommitting, true
 			if s.Phase == Local {
 				*fx = append(*fx, SetPin{Node: a.Node, Digest: s.Digest})
 			}
@@ -290,6 +308,11 @@ func (s *State) applyAck(a events.Ack, fx *[]Effect) bool {
 			node.State = NodeCommitted
 		} else {
 			fail(NodeCommitFailed)
+			if s.Phase == Local {
+				// The node kept its version: drop the pin set before the
+				// commit, or reconciliation would retry the failed one.
+				*fx = append(*fx, SetPin{Node: a.Node, Digest: ""})
+			}
 		}
 		return true
 	case a.Phase == events.PhaseRollback && node.State == NodeRollingBack:
@@ -382,7 +405,7 @@ func (s *State) commit(now time.Time, fx *[]Effect) {
 	s.Phase, s.Deadline = Committing, now.Add(s.Timeout)
 	targets := s.ids(func(n *Node) bool { return n.State == NodePrepared })
 	for _, id := range targets {
-		s.Nodes[id].State = NodeCommitting
+		s.Nodes[id].State, s.Nodes[id].Told = NodeCommitting, true
 	}
 	// The desired state changes first, by compare-and-set: two sagas can
 	// never both decide, and nodes that miss the commit converge to it.
@@ -405,7 +428,8 @@ func (s *State) complete(now time.Time, reason string, fx *[]Effect) {
 
 func (s *State) abort(now time.Time, reason string, fx *[]Effect) {
 	targets := s.ids(func(n *Node) bool {
-		return n.State == NodePending || n.State == NodePrepared || n.State == NodeNoAck || n.State == NodeCommitting
+		return n.State == NodePending || n.State == NodePrepared || n.State == NodeCommitting ||
+			(n.State == NodeNoAck && n.Code != "not_live")
 	})
 	for _, id := range targets {
 		if n := s.Nodes[id]; n.State != NodeNoAck {
@@ -426,17 +450,11 @@ func (s *State) rollback(now time.Time, reason string, fx *[]Effect) {
 	byPrev := map[string][]string{}
 	for _, id := range s.ids(nil) {
 		n := s.Nodes[id]
-		switch n.State {
-		case NodeCommitted, NodeCommitFailed, NodeCommitting, NodeNoAck:
-			if n.State == NodeCommitFailed || n.State == NodeNoAck {
-				// Keep the failure on record in the outcome.
-				if n.Message == "" && n.State == NodeNoAck {
-					n.Message = "no commit ack before the deadline"
-				}
-			}
+		switch {
+		case n.Told:
 			n.State = NodeRollingBack
 			byPrev[n.Previous] = append(byPrev[n.Previous], id)
-		case NodePrepared, NodePending:
+		case n.State == NodePrepared || n.State == NodePending:
 			n.State = NodeAborted
 			byPrev["\x00abort"] = append(byPrev["\x00abort"], id)
 		}

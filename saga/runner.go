@@ -2,6 +2,8 @@ package saga
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -171,16 +173,25 @@ func (o *Orchestrator) reject(ctx context.Context, m jetstream.Msg, e interface{
 			Reason: "invalid reload request: " + err.Error(), StartedAt: now, FinishedAt: now}
 		var rr struct {
 			Module string `json:"module"`
+			Digest string `json:"digest"`
 		}
-		if json.Unmarshal(m.Data(), &rr) == nil && moduleNameRE.MatchString(rr.Module) {
-			out.Module = rr.Module
+		if json.Unmarshal(m.Data(), &rr) == nil {
+			if moduleNameRE.MatchString(rr.Module) {
+				out.Module = rr.Module
+			}
+			if digestRE.MatchString(rr.Digest) {
+				out.Digest = rr.Digest
+			}
 		}
 		_ = o.publishOutcome(ctx, out)
 	}
 	_ = m.TermWithReason(err.Error())
 }
 
-var moduleNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+var (
+	moduleNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	digestRE     = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+)
 
 // lock takes the module's lock for saga id; false if another saga holds it.
 func (o *Orchestrator) lock(ctx context.Context, module, id string) (bool, error) {
@@ -411,8 +422,18 @@ func (o *Orchestrator) perform(ctx context.Context, m jetstream.Msg, st *State, 
 				o.cfg.Hooks.Error(st.ID, fmt.Errorf("desired %s is %q, not %q as the saga expected: left as it is", st.Module, found, f.Expect))
 			}
 		case SetPin:
-			b, _ := json.Marshal(bus.Desired{Digest: f.Digest, Saga: st.ID, Updated: o.cfg.Now()})
-			if _, err := o.b.Desired.Put(ctx, bus.PinKey(st.Module, f.Node), b); err != nil {
+			key := bus.PinKey(st.Module, f.Node)
+			var err error
+			if f.Digest == "" {
+				err = o.b.Desired.Delete(ctx, key)
+				if errors.Is(err, jetstream.ErrKeyNotFound) {
+					err = nil
+				}
+			} else {
+				b, _ := json.Marshal(bus.Desired{Digest: f.Digest, Saga: st.ID, Updated: o.cfg.Now()})
+				_, err = o.b.Desired.Put(ctx, key, b)
+			}
+			if err != nil {
 				return false, nil, fmt.Errorf("pin %s on %s: %w", st.Module, f.Node, err)
 			}
 		case Progress:
@@ -556,7 +577,7 @@ func (o *Orchestrator) publishOutcome(ctx context.Context, out events.Outcome) e
 	if out.Result == events.ResultCommitted {
 		typ = events.TypeSagaCompleted
 	}
-	e, err := events.New(typ, o.cfg.Source, out.Module, out, events.WithID(out.Saga+"-outcome"))
+	e, err := events.New(typ, o.cfg.Source, out.Module, out, events.WithID(OutcomeID(out.Saga)))
 	if err != nil {
 		return fmt.Errorf("outcome: %w", err)
 	}
@@ -568,6 +589,14 @@ func (o *Orchestrator) publishOutcome(ctx context.Context, out events.Outcome) e
 		return fmt.Errorf("publish outcome: %w", err)
 	}
 	return nil
+}
+
+// OutcomeID is the event id (and so the JetStream message id) of a saga's
+// outcome: derived from the saga id, so a resumed saga's repeat is
+// deduplicated, and short whatever the saga id's length.
+func OutcomeID(saga string) string {
+	sum := sha256.Sum256([]byte(saga))
+	return "outcome-" + hex.EncodeToString(sum[:16])
 }
 
 func (o *Orchestrator) hookError(id string, err error) {

@@ -120,7 +120,9 @@ func startNode(tb testing.TB, args ...string) *runningNode {
 	require.NoError(tb, os.Symlink(testutil.CacheDir(tb), filepath.Join(cache, "wazero")))
 	args = append([]string{"--mcp-listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "json", "--id", "n1"}, args...)
 	exit := make(chan int, 1)
-	go func() { exit <- node.Main(ctx, args, func(string) string { return "" }, strings.NewReader(""), io.Discard, logs) }()
+	go func() {
+		exit <- node.Main(ctx, args, func(string) string { return "" }, strings.NewReader(""), io.Discard, logs)
+	}()
 	_, line := logs.wait(tb, 0, 60*time.Second, msg("serving MCP over streamable HTTP"))
 	url := strings.TrimSuffix(line["addr"].(string), "/mcp")
 	logs.wait(tb, 0, 60*time.Second, msg("node ready"))

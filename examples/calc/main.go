@@ -66,7 +66,7 @@ func operands(args json.RawMessage) (a, b float64, err error) {
 		B *float64 `json:"b"`
 	}
 	if err := json.Unmarshal(args, &in); err != nil {
-		return 0, 0, fmt.Errorf("invalid arguments: %v", err)
+		return 0, 0, fmt.Errorf("invalid arguments: %w", err)
 	}
 	switch {
 	case in.A == nil:

@@ -92,8 +92,12 @@ func NamesFor(prefix string) Names {
 	}
 }
 
-// Open creates (idempotently) every stream and bucket and returns the bus.
-// It needs JetStream; on a server without it, the error says so.
+// Open binds to every stream and bucket, creating those that do not exist
+// yet, and returns the bus. Existing resources are used as they are, never
+// updated, so participants with different settings do not fight over them
+// and a role without the right to create streams (see deploy/nats) can open
+// the bus once an orchestrator created it. It needs JetStream; on a server
+// without it, the error says so.
 func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 	subj := events.Subjects{Prefix: o.Prefix}
 	if err := subj.Validate(); err != nil {
@@ -124,7 +128,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 		}
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	if b.Requests, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if b.Requests, err = ensureStream(ctx, js, jetstream.StreamConfig{
 		Name: n.RequestStream, Subjects: []string{prefix + ".reload.request.>"},
 		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Replicas: o.Replicas,
 		Duplicates: DefaultDuplicates, MaxAge: 7 * 24 * time.Hour, MaxMsgSize: maxMsgSize,
@@ -132,7 +136,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 	}); err != nil {
 		return nil, step("stream "+n.RequestStream, err)
 	}
-	if b.Sagas, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if b.Sagas, err = ensureStream(ctx, js, jetstream.StreamConfig{
 		Name: n.SagaStream, Subjects: []string{prefix + ".saga.>"},
 		Storage: jetstream.FileStorage, Replicas: o.Replicas,
 		Duplicates: DefaultDuplicates, MaxAge: DefaultHistory, MaxMsgSize: maxMsgSize,
@@ -140,7 +144,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 	}); err != nil {
 		return nil, step("stream "+n.SagaStream, err)
 	}
-	if b.Modules, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+	if b.Modules, err = ensureObjectStore(ctx, js, jetstream.ObjectStoreConfig{
 		Bucket: n.ModulesBucket, Storage: jetstream.FileStorage, Replicas: o.Replicas, Compression: true,
 		Description: "mcpreload module bytes, named sha256:<hex> of their content",
 	}); err != nil {
@@ -148,7 +152,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 	}
 	kv := func(cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 		cfg.Storage, cfg.Replicas = jetstream.FileStorage, o.Replicas
-		k, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+		k, err := ensureKeyValue(ctx, js, cfg)
 		return k, step("bucket "+cfg.Bucket, err)
 	}
 	if b.Desired, err = kv(jetstream.KeyValueConfig{Bucket: n.DesiredBucket, History: 16,
@@ -241,4 +245,54 @@ func (b *Bus) LiveNodes(ctx context.Context) (map[string]Presence, error) {
 		}
 	}
 	return out, nil
+}
+
+// ensureStream looks the stream up and creates it if it does not exist.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	st, err := js.Stream(ctx, cfg.Name)
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return st, err
+	}
+	st, err = js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return js.Stream(ctx, cfg.Name) // created concurrently
+	}
+	return st, missing(err)
+}
+
+func ensureObjectStore(ctx context.Context, js jetstream.JetStream, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
+	os, err := js.ObjectStore(ctx, cfg.Bucket)
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return os, err
+	}
+	os, err = js.CreateObjectStore(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return js.ObjectStore(ctx, cfg.Bucket)
+	}
+	return os, missing(err)
+}
+
+func ensureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return kv, err
+	}
+	kv, err = js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return js.KeyValue(ctx, cfg.Bucket)
+	}
+	return kv, missing(err)
+}
+
+// missing explains a failed create: with least-privilege credentials only
+// the orchestrator role may create the resources.
+func missing(err error) error {
+	if err == nil {
+		return nil
+	}
+	var api *jetstream.APIError
+	if errors.As(err, &api) && api.Code == 403 || strings.Contains(err.Error(), "Permissions Violation") || errors.Is(err, nats.ErrPermissionViolation) {
+		return fmt.Errorf("it does not exist and these credentials may not create it (start an orchestrator, which creates every resource, first): %w", err)
+	}
+	return err
 }

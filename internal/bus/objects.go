@@ -60,7 +60,7 @@ func (b *Bus) GetModule(ctx context.Context, digest string, max int) ([]byte, er
 		return nil, fmt.Errorf("%w: %s", ErrNoObject, digest)
 	}
 	if errors.Is(err, jetstream.ErrDigestMismatch) {
-		return nil, fmt.Errorf("%w: %s: %v", ErrObjectCorrupt, digest, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrObjectCorrupt, digest, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("object %s: %w", digest, err)

@@ -312,10 +312,10 @@ func (a *agent) reconcile(ctx context.Context, module string) {
 		return
 	}
 	have, _ := a.n.loader.Digest(module)
-	switch {
-	case want.Digest == have:
+	switch want.Digest {
+	case have:
 		return
-	case want.Digest == "":
+	case "":
 		cached, _ := a.cache.current()
 		if _, fromBus := cached[module]; !fromBus || have == "" {
 			return
@@ -477,9 +477,12 @@ func (a *agent) handle(ctx context.Context, phase string, cmd *events.Command) {
 		ack.OK = true
 	case events.PhaseRollback:
 		err := a.rollbackTo(ctx, cmd.Module, cmd.Digest)
-		if err != nil {
+		switch {
+		case err != nil && (bus.Permanent(err) || loader.StageOf(err) == ""):
+			fail("fetch", fetchCode(err), err)
+		case err != nil:
 			fail(loader.StageOf(err), loader.Code(err), err)
-		} else {
+		default:
 			ack.OK = true
 		}
 	}

@@ -39,8 +39,8 @@ func (c *moduleCache) path(digest string) string {
 // get returns the cached bytes of digest, verified; ok is false if absent
 // or corrupt (a corrupt file is removed).
 func (c *moduleCache) get(digest string) ([]byte, bool, error) {
-	if loader.ValidateDigest(digest) != nil {
-		return nil, false, nil
+	if err := loader.ValidateDigest(digest); err != nil {
+		return nil, false, err
 	}
 	b, err := os.ReadFile(c.path(digest))
 	if errors.Is(err, fs.ErrNotExist) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -73,14 +74,13 @@ Flags:
 // from getenv. Errors are usage errors.
 func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	var c Config
-	host, _ := os.Hostname()
 	fs := flag.NewFlagSet("mcpreload-node", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.ID, "id", host, "node id, unique in the fleet")
+	fs.StringVar(&c.ID, "id", defaultID(), "node id, unique in the fleet (default: the host name)")
 	fs.StringVar(&c.MCPListen, "mcp-listen", "127.0.0.1:7801", "HTTP listen address for /mcp, /healthz, /readyz and /metrics")
 	fs.BoolVar(&c.Stdio, "stdio", false, "serve MCP over stdin/stdout (for desktop clients that launch the node); logs go to stderr")
 	fs.StringVar(&c.Watch, "watch", "", "load every *.wasm in this directory (module name = file name) and hot reload it on change")
@@ -107,7 +107,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 		key := "MCPRELOAD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v := getenv(key); v != "" {
 			if err := f.Value.Set(v); err != nil && envErr == nil {
-				envErr = fmt.Errorf("environment %s=%q: %v", key, v, err)
+				envErr = fmt.Errorf("environment %s=%q: %w", key, v, err)
 			}
 		}
 	})
@@ -125,8 +125,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 
 func (c Config) validate() error {
 	var errs []error
-	if c.ID == "" || strings.ContainsAny(c.ID, ".*> \t") {
-		errs = append(errs, fmt.Errorf("--id %q: must be non-empty without '.', '*', '>' or spaces", c.ID))
+	if !nodeIDRE.MatchString(c.ID) {
+		errs = append(errs, fmt.Errorf("--id %q: use 1 to 128 characters of A-Z a-z 0-9 _ - (the id is a NATS subject token)", c.ID))
 	}
 	if c.CallTimeout <= 0 || c.DrainTimeout <= 0 || c.ShutdownTimeout <= 0 || c.WatchDebounce < 0 {
 		errs = append(errs, errors.New("timeouts must be positive"))
@@ -163,6 +163,23 @@ func (c Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+var nodeIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// defaultID is the host name, made a valid node id.
+func defaultID() string {
+	host, _ := os.Hostname()
+	id := strings.Map(func(r rune) rune {
+		if r == '_' || r == '-' || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9') {
+			return r
+		}
+		return '-'
+	}, host)
+	if id == "" {
+		return "node"
+	}
+	return id[:min(len(id), 128)]
 }
 
 func defaultDataDir() string {

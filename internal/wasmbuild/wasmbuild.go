@@ -134,7 +134,7 @@ func buildTarget(ctx context.Context, root, outDir, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	defer os.RemoveAll(tmpDir)
+	defer func() { _ = os.RemoveAll(tmpDir) }()
 	tmp := filepath.Join(tmpDir, filepath.Base(out))
 
 	start := time.Now()

@@ -52,7 +52,7 @@ func increment(args json.RawMessage) (guest.Result, error) {
 		By *int64 `json:"by"`
 	}
 	if err := json.Unmarshal(args, &in); err != nil {
-		return guest.Result{}, fmt.Errorf("invalid arguments: %v", err)
+		return guest.Result{}, fmt.Errorf("invalid arguments: %w", err)
 	}
 	by := int64(1)
 	if in.By != nil {
@@ -90,7 +90,7 @@ func decodeCount(state []byte) (int64, error) {
 	if state[0] != '{' {
 		var n int64
 		if err := json.Unmarshal(state, &n); err != nil {
-			return 0, fmt.Errorf("state %q is neither an integer nor an object: %v", state, err)
+			return 0, fmt.Errorf("state %q is neither an integer nor an object: %w", state, err)
 		}
 		return n, nil
 	}
@@ -98,7 +98,7 @@ func decodeCount(state []byte) (int64, error) {
 		Count *int64 `json:"count"`
 	}
 	if err := json.Unmarshal(state, &s); err != nil {
-		return 0, fmt.Errorf("invalid state object: %v", err)
+		return 0, fmt.Errorf("invalid state object: %w", err)
 	}
 	if s.Count == nil {
 		return 0, errors.New(`state object has no "count"`)

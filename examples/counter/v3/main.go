@@ -69,7 +69,7 @@ func increment(args json.RawMessage) (guest.Result, error) {
 		By *int64 `json:"by"`
 	}
 	if err := json.Unmarshal(args, &in); err != nil {
-		return guest.Result{}, fmt.Errorf("invalid arguments: %v", err)
+		return guest.Result{}, fmt.Errorf("invalid arguments: %w", err)
 	}
 	by := int64(1)
 	if in.By != nil {
@@ -121,7 +121,7 @@ func decodeState(saved []byte) (counterState, error) {
 	}
 	if saved[0] != '{' {
 		if err := json.Unmarshal(saved, &s.Count); err != nil {
-			return counterState{}, fmt.Errorf("state is neither an integer nor an object: %v", err)
+			return counterState{}, fmt.Errorf("state is neither an integer nor an object: %w", err)
 		}
 		return s, nil
 	}
@@ -130,7 +130,7 @@ func decodeState(saved []byte) (counterState, error) {
 		History []int64 `json:"history"`
 	}
 	if err := json.Unmarshal(saved, &obj); err != nil {
-		return counterState{}, fmt.Errorf("invalid state object: %v", err)
+		return counterState{}, fmt.Errorf("invalid state object: %w", err)
 	}
 	if obj.Count == nil {
 		return counterState{}, errors.New(`state object has no "count"`)
