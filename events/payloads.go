@@ -107,10 +107,11 @@ type ReloadRequest struct {
 	// (non-empty) for StrategyLocal; for the others it restricts the
 	// participants when set.
 	Nodes []string `json:"nodes,omitempty"`
-	// Signature signs the request; reserved for request signing, not yet
-	// checked.
+	// Signature signs (module, digest, saga id) with Key (base64url ed25519,
+	// see internal/signing); nodes started with --trusted-keys refuse unsigned
+	// requests.
 	Signature string `json:"signature,omitempty"`
-	// Key names the key Signature was made with; reserved like Signature.
+	// Key is the nkeys public key Signature was made with.
 	Key string `json:"key,omitempty"`
 }
 
@@ -159,6 +160,10 @@ type Command struct {
 	Targets []string `json:"targets"`
 	// Deadline is when the orchestrator stops waiting for acks. Required.
 	Deadline time.Time `json:"deadline"`
+	// Signature and Key carry the request's signature to the nodes
+	// (prepare commands only).
+	Signature string `json:"signature,omitempty"`
+	Key       string `json:"key,omitempty"`
 }
 
 // Validate checks c as a prepare, commit or abort command (Digest

@@ -76,6 +76,9 @@ type State struct {
 	StartedAt       time.Time        `json:"started_at"`
 	FinishedAt      time.Time        `json:"finished_at,omitzero"`
 	Reason          string           `json:"reason,omitempty"`
+	// Signature and Key are the request's, passed on with prepare commands.
+	Signature string `json:"signature,omitempty"`
+	Key       string `json:"key,omitempty"`
 }
 
 // Event is an input to the machine.
@@ -212,6 +215,7 @@ func start(e Start) (*State, []Effect) {
 	s := &State{
 		ID: e.ID, Module: r.Module, Digest: r.Digest, Strategy: r.Strategy, Timeout: timeout,
 		PreviousDesired: e.Desired, Nodes: map[string]*Node{}, StartedAt: e.Now,
+		Signature: r.Signature, Key: r.Key,
 		Deadline: e.Now.Add(timeout),
 	}
 	var missing []string

@@ -479,6 +479,9 @@ var commandTypes = map[string]string{
 
 func (o *Orchestrator) send(ctx context.Context, st *State, f Send) error {
 	cmd := events.Command{Saga: st.ID, Module: st.Module, Digest: f.Digest, Targets: f.Targets, Deadline: f.Deadline}
+	if f.Phase == events.PhasePrepare {
+		cmd.Signature, cmd.Key = st.Signature, st.Key
+	}
 	e, err := events.New(commandTypes[f.Phase], o.cfg.Source, st.Module, cmd)
 	if err != nil {
 		return fmt.Errorf("%s command: %w", f.Phase, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/mcpreload/mcpreload/events"
 	"github.com/mcpreload/mcpreload/internal/bus"
+	"github.com/mcpreload/mcpreload/internal/signing"
 	"github.com/mcpreload/mcpreload/loader"
 	"github.com/mcpreload/mcpreload/saga"
 )
@@ -27,13 +29,14 @@ import (
 // changes), and keeps the module cache. All work on one module runs in
 // order on that module's queue.
 type agent struct {
-	n     *Node
-	log   zerolog.Logger
-	cache *moduleCache
-	nc    *nats.Conn
-	b     *bus.Bus
-	orch  *saga.Orchestrator
-	src   string
+	n       *Node
+	log     zerolog.Logger
+	cache   *moduleCache
+	trusted signing.Trusted // nil: signatures are not required
+	nc      *nats.Conn
+	b       *bus.Bus
+	orch    *saga.Orchestrator
+	src     string
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -61,8 +64,14 @@ func newAgent(n *Node, nc *nats.Conn) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	var trusted signing.Trusted
+	if n.cfg.TrustedKeys != "" {
+		if trusted, err = signing.LoadTrusted(n.cfg.TrustedKeys); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &agent{
+	a := &agent{trusted: trusted,
 		n: n, log: n.log.With().Str("component", "agent").Logger(), cache: cache, nc: nc,
 		src: "urn:mcpreload:node:" + n.cfg.ID, ctx: ctx, cancel: cancel, started: time.Now(),
 		beat: make(chan struct{}, 1), queues: map[string]chan func(context.Context){}, sagas: map[string]*sagaRec{},
@@ -442,6 +451,12 @@ func (a *agent) handle(ctx context.Context, phase string, cmd *events.Command) {
 	mu.Lock()
 	switch phase {
 	case events.PhasePrepare:
+		if a.trusted != nil {
+			if err := a.trusted.Verify(cmd.Module, cmd.Digest, cmd.Saga, cmd.Signature, cmd.Key); err != nil {
+				fail("verify", signing.Code(err), fmt.Errorf("%w; sign it with mcpreload-publisher --sign-key (see docs/RELIABILITY.md)", err))
+				break
+			}
+		}
 		wasm, err := a.fetchUntil(ctx, cmd.Digest, cmd.Deadline)
 		if err != nil {
 			fail("fetch", fetchCode(err), err)

@@ -43,6 +43,7 @@ type Config struct {
 	Replicas     int           // --replicas: replicas of streams and buckets this node creates
 	PresenceTTL  time.Duration // --presence-ttl: a node is live this long after its last heartbeat
 	Lease        time.Duration // --lease: how long an orchestrator owns a saga without renewing
+	TrustedKeys  string        // --trusted-keys: file of public keys; reloads not signed by one are refused
 }
 
 // Fleet reports whether the node takes part in a fleet over NATS.
@@ -99,6 +100,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of the streams and buckets the node creates (3 on a JetStream cluster)")
 	fs.DurationVar(&c.PresenceTTL, "presence-ttl", 10*time.Second, "a node counts as live this long after its last heartbeat")
 	fs.DurationVar(&c.Lease, "lease", 10*time.Second, "an orchestrator that stops renewing a saga loses it to another after this long")
+	fs.StringVar(&c.TrustedKeys, "trusted-keys", "", "file of nkeys public keys (one per line); refuse reloads that are unsigned or signed by another key")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "auto (console on a terminal, JSON otherwise), json or console")
 
