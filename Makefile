@@ -58,8 +58,13 @@ tidy-check:
 bench: wasm
 	$(GO) run -ldflags "$(TEST_LDFLAGS)" ./test/bench -out build/bench/latest.json
 
+# Coverage per package, counting every test that exercises a package (the
+# integration tests in test/ cover the saga runner and the node agent).
 cover: wasm
-	$(GO) test -ldflags "$(TEST_LDFLAGS)" -coverprofile=build/cover.out $(PKGS) | sed -e 's/\t/ /g'
+	$(GO) test -ldflags "$(TEST_LDFLAGS)" -coverpkg=./... -coverprofile=build/cover.out $(PKGS) > /dev/null
+	@awk -F'[: ,]' 'NR > 1 { key = $$1 ":" $$2 "," $$3; n[key] = $$4; if ($$5 > 0) hit[key] = 1 } \
+	  END { for (k in n) { split(k, a, ":"); pkg = a[1]; sub(/\/[^\/]*$$/, "", pkg); total[pkg] += n[k]; if (hit[k]) cov[pkg] += n[k] } \
+	  for (p in total) printf "%-55s %5.1f%%  (%d statements)\n", p, 100 * cov[p] / total[p], total[p] }' build/cover.out | sort
 
 demo: build
 	$(GO) run ./internal/cmd/demo -bin $(BIN)
