@@ -37,6 +37,9 @@ type Hooks struct {
 	Finished   func(o events.Outcome)
 	Rejected   func(id string, err error) // a request that cannot start a saga
 	Error      func(id string, err error) // an operational error, the saga goes on or is resumed later
+	// Discarded counts an event refused on arrival: stream is "acks" or
+	// "requests", reason "malformed", "invalid" or "wrong_subject".
+	Discarded func(stream, reason string)
 }
 
 // Config configures an Orchestrator.
@@ -128,11 +131,13 @@ func (o *Orchestrator) handle(m jetstream.Msg) {
 		req, err = events.DecodeReloadRequest(e)
 	}
 	if err != nil {
+		o.discarded("requests", "invalid")
 		o.reject(ctx, m, e, err)
 		return
 	}
 	id := e.ID()
 	if want := o.b.Subjects.ReloadRequest(req.Module); m.Subject() != want {
+		o.discarded("requests", "wrong_subject")
 		o.reject(ctx, m, e, fmt.Errorf("request for module %q published on %s, want %s", req.Module, m.Subject(), want))
 		return
 	}
@@ -382,16 +387,19 @@ func (o *Orchestrator) followAcks(ctx context.Context, id string, inbox chan<- E
 	return oc.Consume(func(m jetstream.Msg) {
 		e, err := events.FromNATS(ctx, &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
 		if err != nil {
+			o.discarded("acks", "malformed")
 			o.hookError(id, fmt.Errorf("ignoring malformed ack on %s: %w", m.Subject(), err))
 			return
 		}
 		a, err := events.DecodeAck(e)
 		if err != nil {
+			o.discarded("acks", "invalid")
 			o.hookError(id, fmt.Errorf("ignoring invalid ack on %s: %w", m.Subject(), err))
 			return
 		}
-		if want := o.b.Subjects.Saga(id, events.AckLeaf(a.Node)); m.Subject() != want {
-			o.hookError(id, fmt.Errorf("ignoring ack from %s published on %s", a.Node, m.Subject()))
+		if want := o.b.Subjects.Saga(id, events.AckLeaf(a.Node)); m.Subject() != want || a.Saga != id {
+			o.discarded("acks", "wrong_subject")
+			o.hookError(id, fmt.Errorf("ignoring ack from %s for saga %s published on %s", a.Node, a.Saga, m.Subject()))
 			return
 		}
 		select {
@@ -600,6 +608,12 @@ func (o *Orchestrator) publishOutcome(ctx context.Context, out events.Outcome) e
 func OutcomeID(saga string) string {
 	sum := sha256.Sum256([]byte(saga))
 	return "outcome-" + hex.EncodeToString(sum[:16])
+}
+
+func (o *Orchestrator) discarded(stream, reason string) {
+	if o.cfg.Hooks.Discarded != nil {
+		o.cfg.Hooks.Discarded(stream, reason)
+	}
 }
 
 func (o *Orchestrator) hookError(id string, err error) {

@@ -33,6 +33,7 @@ type agent struct {
 	log     zerolog.Logger
 	cache   *moduleCache
 	trusted signing.Trusted // nil: signatures are not required
+	sampled zerolog.Logger  // for events that may arrive in floods
 	nc      *nats.Conn
 	b       *bus.Bus
 	orch    *saga.Orchestrator
@@ -76,6 +77,7 @@ func newAgent(n *Node, nc *nats.Conn) (*agent, error) {
 		src: "urn:mcpreload:node:" + n.cfg.ID, ctx: ctx, cancel: cancel, started: time.Now(),
 		beat: make(chan struct{}, 1), queues: map[string]chan func(context.Context){}, sagas: map[string]*sagaRec{},
 	}
+	a.sampled = a.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: time.Second})
 	n.onChange = a.changed
 	return a, nil
 }
@@ -140,8 +142,10 @@ func (a *agent) start() error {
 		_ = sub.Unsubscribe()
 	})
 	if a.n.cfg.Orchestrator {
+		hooks := orchestratorHooks(a.n.log.With().Str("component", "orchestrator").Logger())
+		hooks.Discarded = func(stream, reason string) { a.n.metrics.discarded.WithLabelValues(stream, reason).Inc() }
 		a.orch = saga.NewOrchestrator(saga.Config{Bus: a.b, Source: "urn:mcpreload:orchestrator:" + a.n.cfg.ID, Lease: a.n.cfg.Lease,
-			Hooks: orchestratorHooks(a.n.log.With().Str("component", "orchestrator").Logger())})
+			Hooks: hooks})
 		if err := a.orch.Start(a.ctx); err != nil {
 			return err
 		}
@@ -384,7 +388,7 @@ func (a *agent) fetchUntil(ctx context.Context, digest string, deadline time.Tim
 func (a *agent) onCommand(m *nats.Msg) {
 	e, err := events.FromNATS(a.ctx, m)
 	if err != nil {
-		a.log.Warn().Err(err).Str("subject", m.Subject).Msg("ignoring a malformed event on a saga subject")
+		a.discard("malformed", m.Subject, err)
 		return
 	}
 	if _, isCmd := events.PhaseOf(e.Type()); !isCmd || e.Type() == events.TypeAck {
@@ -392,7 +396,7 @@ func (a *agent) onCommand(m *nats.Msg) {
 	}
 	cmd, err := events.DecodeCommand(e)
 	if err != nil {
-		a.log.Warn().Err(err).Str("subject", m.Subject).Msg("ignoring an invalid saga command")
+		a.discard("invalid", m.Subject, err)
 		return
 	}
 	if !slices.Contains(cmd.Targets, a.n.cfg.ID) {
@@ -400,10 +404,17 @@ func (a *agent) onCommand(m *nats.Msg) {
 	}
 	phase, _ := events.PhaseOf(e.Type())
 	if want := a.b.Subjects.Saga(cmd.Saga, phase); m.Subject != want {
-		a.log.Warn().Str("subject", m.Subject).Str("saga", cmd.Saga).Msg("ignoring a command published on the wrong subject")
+		a.discard("wrong_subject", m.Subject, fmt.Errorf("command for saga %s published on %s", cmd.Saga, m.Subject))
 		return
 	}
 	a.enqueue(cmd.Module, func(ctx context.Context) { a.handle(ctx, phase, cmd) })
+}
+
+// discard counts a refused command and logs it, at most a few times a
+// second (a flood of garbage must not flood the log).
+func (a *agent) discard(reason, subject string, err error) {
+	a.n.metrics.discarded.WithLabelValues("commands", reason).Inc()
+	a.sampled.Warn().Err(err).Str("subject", subject).Str("reason", reason).Msg("ignoring an event on a saga subject")
 }
 
 func (a *agent) record(cmd *events.Command) *sagaRec {
@@ -575,6 +586,7 @@ func (a *agent) ack(ctx context.Context, ack events.Ack) {
 }
 
 func orchestratorHooks(log zerolog.Logger) saga.Hooks {
+	sampled := log.Sample(&zerolog.BurstSampler{Burst: 5, Period: time.Second})
 	return saga.Hooks{
 		Started: func(s *saga.State, resumed bool) {
 			ev := log.Info()
@@ -598,10 +610,10 @@ func orchestratorHooks(log zerolog.Logger) saga.Hooks {
 				Dur("took", o.FinishedAt.Sub(o.StartedAt)).Msg("saga finished")
 		},
 		Rejected: func(id string, err error) {
-			log.Warn().Str("saga", id).Err(err).Msg("reload request refused")
+			sampled.Warn().Str("saga", id).Err(err).Msg("reload request refused")
 		},
 		Error: func(id string, err error) {
-			log.Warn().Str("saga", id).Err(err).Msg("saga")
+			sampled.Warn().Str("saga", id).Err(err).Msg("saga")
 		},
 	}
 }

@@ -17,6 +17,7 @@ type metrics struct {
 	callDuration *prometheus.HistogramVec
 	reloads      *prometheus.CounterVec
 	listChanged  prometheus.Counter
+	discarded    *prometheus.CounterVec
 }
 
 func newMetrics(l *loader.Loader, ready func() bool) *metrics {
@@ -35,12 +36,16 @@ func newMetrics(l *loader.Loader, ready func() bool) *metrics {
 			Name: "mcpreload_reloads_total",
 			Help: "Reload attempts by module and outcome (committed, unchanged, rejected, failed, rolled_back, unloaded).",
 		}, []string{"module", "outcome"}),
+		discarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpreload_events_discarded_total",
+			Help: "Events refused on arrival, by stream (commands, acks, requests) and reason (malformed, invalid, wrong_subject, unauthorized).",
+		}, []string{"stream", "reason"}),
 		listChanged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mcpreload_tool_list_changes_total",
 			Help: "Changes of the tool list announced to MCP clients (notifications/tools/list_changed).",
 		}),
 	}
-	m.reg.MustRegister(m.calls, m.callDuration, m.reloads, m.listChanged,
+	m.reg.MustRegister(m.calls, m.callDuration, m.reloads, m.listChanged, m.discarded,
 		&loaderCollector{l: l},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mcpreload_ready", Help: "1 once the node's initial modules are loaded."},
 			func() float64 {
