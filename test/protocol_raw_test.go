@@ -86,8 +86,8 @@ func TestProtocolRaw(t *testing.T) {
 		require.Empty(t, out.PreviousDigest, "first load: no previous version")
 		require.Equal(t, map[string]string{"n1": "committed", "n2": "committed"}, out.states())
 		require.False(t, out.FinishedAt.Before(out.StartedAt))
-		require.Equal(t, id+"-outcome", rawHeader(t, live.Header, "ce-id"))
-		require.Equal(t, id+"-outcome", live.Header.Get("Nats-Msg-Id"))
+		require.Equal(t, outcomeID(id), rawHeader(t, live.Header, "ce-id"))
+		require.Equal(t, outcomeID(id), live.Header.Get("Nats-Msg-Id"))
 
 		// The same outcome is in the saga stream after the fact: an ordered
 		// consumer with DeliverAll, made now, finds it.
@@ -212,7 +212,7 @@ func TestProtocolRaw(t *testing.T) {
 		hdrs, data := rawLastMsg(t, nc, "MCPRELOAD_SAGAS", "mcpreload.saga."+id+".outcome")
 		require.JSONEq(t, string(msg.Data()), string(data))
 		require.Equal(t, "io.mcpreload.saga.completed.v1", rawHeader(t, hdrs, "ce-type"))
-		require.Equal(t, id+"-outcome", rawHeader(t, hdrs, "ce-id"))
+		require.Equal(t, outcomeID(id), rawHeader(t, hdrs, "ce-id"))
 		// Before any outcome the same request answers 404 / 10037.
 		_, missing := rawLastMsgErr(t, nc, "MCPRELOAD_SAGAS", "mcpreload.saga."+rawEventID(t)+".outcome")
 		require.Equal(t, 10037, missing)
@@ -432,4 +432,10 @@ func rawWaitTool(tb testing.TB, c *client, tool string) {
 		}
 		return slices.ContainsFunc(res.Tools, func(t *mcp.Tool) bool { return t.Name == tool })
 	}, 10*time.Second, 20*time.Millisecond, fmt.Sprintf("tool %s not listed", tool))
+}
+
+// outcomeID is the outcome event id docs/PROTOCOL.md §5.5 specifies.
+func outcomeID(saga string) string {
+	sum := sha256.Sum256([]byte(saga))
+	return "outcome-" + hex.EncodeToString(sum[:16])
 }
