@@ -5,6 +5,7 @@
 #   make check   gofmt, go vet, golangci-lint, go mod tidy clean, then the tests
 #   make bench   benchmarks: a table on stdout, JSON in build/bench/
 #   make cover   coverage per package
+#   make soak    the long soak test (200 reloads under traffic)
 
 GO            ?= go
 GOLANGCI_VER  := v2.15.0
@@ -18,7 +19,7 @@ TEST_LDFLAGS  := -X github.com/tetratelabs/wazero/internal/version.version=$(WAZ
 TEST_FLAGS    ?= -race -timeout 20m
 PKGS          := ./...
 
-.PHONY: all build wasm test check fmt vet lint tidy-check bench cover demo clean
+.PHONY: all build wasm test check fmt vet lint tidy-check bench cover demo soak clean
 
 all: build
 
@@ -34,6 +35,11 @@ test: wasm
 	$(GO) test $(TEST_FLAGS) -ldflags "$(TEST_LDFLAGS)" $(PKGS)
 
 check: fmt vet lint tidy-check test
+
+# The full soak: 200 reloads across a 5-node fleet under MCP traffic
+# (make test runs a shorter one).
+soak: wasm
+	$(GO) test -race -ldflags "$(TEST_LDFLAGS)" -timeout 30m -run TestSoak ./test -soak.reloads=200 -v
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

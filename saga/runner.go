@@ -54,6 +54,16 @@ type Config struct {
 	Hooks Hooks
 }
 
+// MaxRequestAge is how old a request may be when an orchestrator first takes
+// it up: as long as mcpreload-publisher waits for an outcome (three phases
+// of the request's timeout, plus 10 s).
+func MaxRequestAge(timeout time.Duration) time.Duration {
+	if timeout <= 0 {
+		timeout = events.DefaultTimeout
+	}
+	return 3*timeout + 10*time.Second
+}
+
 // Orchestrator runs sagas for the reload requests JetStream hands it. Any
 // number may run against one NATS deployment: they share one durable
 // consumer, each request goes to one of them, and a saga whose owner stops
@@ -146,6 +156,16 @@ func (o *Orchestrator) handle(m jetstream.Msg) {
 		o.hookError(id, err)
 		_ = m.NakWithDelay(lockRetry)
 		return
+	}
+	if st == nil {
+		// A request nobody took up while its publisher was waiting (no
+		// orchestrator ran) is not started late and unexpectedly.
+		if md, err := m.Metadata(); err == nil {
+			if age, limit := o.cfg.Now().Sub(md.Timestamp), MaxRequestAge(time.Duration(req.Timeout)); age > limit {
+				o.reject(ctx, m, e, fmt.Errorf("request expired: published %v ago, after %v no publisher is waiting any more; publish it again", age.Round(time.Second), limit))
+				return
+			}
+		}
 	}
 	if st == nil || !st.Phase.Terminal() {
 		held, err := o.lock(ctx, req.Module, id)
