@@ -62,7 +62,7 @@ func RollbackTarget(ctx context.Context, b *bus.Bus, module string) (current, pr
 		}
 		return current, h.Digest, nil
 	}
-	return current, "", withKind(ErrNoPrevious, fmt.Errorf("the desired history of %s holds no version before %s: name one with --to sha256:...",
+	return current, "", withKind(ErrNoPrevious, fmt.Errorf("the desired history of %s holds no version before %s: name one with --to sha256:<hex>",
 		module, ShortDigest(current)))
 }
 
