@@ -14,6 +14,7 @@ import (
 	"github.com/mcpreload/mcpreload/events"
 	"github.com/mcpreload/mcpreload/internal/bus"
 	"github.com/mcpreload/mcpreload/internal/natstest"
+	"github.com/mcpreload/mcpreload/internal/publisher"
 )
 
 // fleet is an embedded JetStream server and a bus client on it.
@@ -181,4 +182,13 @@ func (f *fleet) waitCommand(tb testing.TB, id, phase string) *events.Command {
 	cmd, err := events.DecodeCommand(e)
 	require.NoError(tb, err)
 	return cmd
+}
+
+// requireConsistent checks what `mcpreload-publisher status` checks: every
+// live node serves the module's desired digest.
+func (f *fleet) requireConsistent(tb testing.TB, module string) {
+	tb.Helper()
+	rep, err := publisher.Status(context.Background(), f.b, module)
+	require.NoError(tb, err)
+	require.True(tb, rep.Consistent, "status: %+v", rep.Modules)
 }

@@ -39,6 +39,8 @@ func TestFleetAllCommits(t *testing.T) {
 	d, _, err := f.b.GetDesired(t.Context(), "counter", "")
 	require.NoError(t, err)
 	require.Equal(t, loader.DigestOf(v2), d.Digest)
+	f.waitServing(t, "counter", loader.DigestOf(v2), "n1", "n2", "n3")
+	f.requireConsistent(t, "counter")
 }
 
 // TestFleetQuorumWithStoppedNodes: 10 nodes, 3 stopped: quorum commits on
@@ -72,6 +74,7 @@ func TestFleetQuorumWithStoppedNodes(t *testing.T) {
 	}
 	f.waitLive(t, ids...)
 	f.waitServing(t, "counter", loader.DigestOf(v2), ids...)
+	f.requireConsistent(t, "counter")
 }
 
 // TestFleetAllAbortsWhenANodeRejects: one node cannot prepare (its size
