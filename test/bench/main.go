@@ -5,8 +5,25 @@
 //	go run ./test/bench                       # all suites, table on stdout
 //	go run ./test/bench -out build/bench/latest.json
 //	go run ./test/bench -compare old.json new.json
+//	go run ./test/bench -suites fleet -fleet-sizes 100 -profile build/bench/prof
 //
 // make bench runs it with -out build/bench/latest.json.
+//
+// Suites:
+//   - loader: prepare, commit, lookup and call in the loader alone.
+//   - fleet: reload latency, publish -> outcome, for 10, 100 and 1,000
+//     nodes (strategies all, quorum, local; tiny and Go-built modules) on an
+//     embedded nats-server with JetStream, against a two-round-trip core NATS
+//     fan-out to as many connections measured on the same server (reload.go).
+//   - calls: MCP tool calls through one node over streamable HTTP, idle and
+//     under continuous reload, against plain HTTP POSTs (calls.go).
+//   - memory: memory per fleet node with 10 modules loaded (memory.go).
+//
+// Every node, the orchestrator, the server and the clients share this
+// process and its cores: a figure at N nodes includes N nodes' CPU work on
+// the machine's cores, which a real fleet spreads over N machines. The
+// fleet figures say how much CPU each reload used, to tell waiting from
+// computing.
 package main
 
 import (
@@ -20,6 +37,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -44,6 +62,14 @@ type env struct {
 	tmp       string
 	goModules int
 	quiet     bool
+
+	fleetSizes   []int         // fleet suite: node counts
+	goMaxN       int           // fleet suite: Go-built module cases up to this many nodes
+	profileDir   string        // fleet suite: write pprof profiles of the all/tiny reloads here
+	profileN     int           // ... at this fleet size
+	callPhase    time.Duration // calls suite: length of each measured phase
+	memGroups    int           // memory suite: groups of nodes
+	memGroupSize int           // memory suite: nodes per group
 }
 
 func (e *env) tempDir(name string) string {
@@ -60,6 +86,9 @@ func (e *env) progress(format string, args ...any) {
 
 var suites = map[string]func(context.Context, *env) ([]Figure, error){
 	"loader": loaderSuite,
+	"fleet":  fleetSuite,
+	"calls":  callsSuite,
+	"memory": memorySuite,
 }
 
 func main() {
@@ -72,8 +101,15 @@ func main() {
 func run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	out := fs.String("out", "", "write the JSON report to this file")
-	only := fs.String("suites", "loader", "comma-separated suites to run: loader")
+	only := fs.String("suites", "loader,fleet,calls,memory", "comma-separated suites to run: loader, fleet, calls, memory")
 	goModules := fs.Int("go-modules", 8, "distinct Go-built modules to prepare per cache pass (each ~0.5 s cold)")
+	sizes := fs.String("fleet-sizes", "10,100,1000", "fleet suite: comma-separated node counts")
+	goMaxN := fs.Int("go-max-n", 10, "fleet suite: run the Go-built module cases at fleet sizes up to this")
+	profileDir := fs.String("profile", "", "fleet suite: write CPU, mutex and block profiles of the all-strategy tiny reloads to this directory")
+	profileN := fs.Int("profile-n", 100, "fleet suite: the fleet size -profile profiles")
+	callPhase := fs.Duration("call-phase", 4*time.Second, "calls suite: length of each measured phase")
+	memGroups := fs.Int("mem-groups", 4, "memory suite: groups of nodes started one after the other")
+	memGroupSize := fs.Int("mem-group-size", 25, "memory suite: nodes per group")
 	compare := fs.Bool("compare", false, "compare two JSON reports: bench -compare OLD.json NEW.json")
 	quiet := fs.Bool("q", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -97,7 +133,15 @@ func run(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer func() { _ = os.RemoveAll(tmp) }()
-	e := &env{root: root, tmp: tmp, goModules: *goModules, quiet: *quiet}
+	e := &env{root: root, tmp: tmp, goModules: *goModules, quiet: *quiet, goMaxN: *goMaxN,
+		profileDir: *profileDir, profileN: *profileN, callPhase: *callPhase, memGroups: *memGroups, memGroupSize: *memGroupSize}
+	for _, v := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-fleet-sizes %q: want positive integers", *sizes)
+		}
+		e.fleetSizes = append(e.fleetSizes, n)
+	}
 
 	rep := Report{Machine: machine()}
 	for _, name := range strings.Split(*only, ",") {
@@ -106,7 +150,9 @@ func run(args []string, stdout io.Writer) error {
 			return fmt.Errorf("unknown suite %q", name)
 		}
 		e.progress("suite %s", name)
+		start := time.Now()
 		figs, err := suite(ctx, e)
+		e.progress("suite %s took %s", name, time.Since(start).Round(time.Second/10))
 		if err != nil {
 			return fmt.Errorf("suite %s: %w", name, err)
 		}
