@@ -206,6 +206,57 @@ func Step(s *State, e Event) (*State, []Effect) {
 	return n, fx
 }
 
+// StepBatch applies events that arrived together, as the runner drains
+// them: acks are recorded one after another and the strategy decides once
+// after them (ticks and conflicts decide on arrival, as in Step). With
+// strategy all the result is that of Step applied in order; with quorum the
+// decision may include more prepared nodes than the first majority, never
+// fewer. It never modifies s.
+func StepBatch(s *State, evs []Event) (*State, []Effect) {
+	if len(evs) == 1 || s == nil || s.Phase.Terminal() {
+		var fx []Effect
+		for _, e := range evs {
+			var efx []Effect
+			s, efx = Step(s, e)
+			fx = append(fx, efx...)
+		}
+		return s, fx
+	}
+	n := s.clone()
+	var fx []Effect
+	changed, pending := false, false
+	var last time.Time
+	flush := func() {
+		if pending && !n.Phase.Terminal() {
+			n.evaluate(last, &fx)
+		}
+		pending = false
+	}
+	for _, e := range evs {
+		if n.Phase.Terminal() {
+			break
+		}
+		if a, ok := e.(AckReceived); ok && a.Now.Before(n.Deadline) {
+			if n.applyAck(a.Ack, &fx) {
+				changed, pending, last = true, true, a.Now
+			}
+			continue
+		}
+		flush()
+		if a, ok := e.(AckReceived); ok { // late: a NACK, decided as a tick
+			e = Tick{Now: a.Now}
+		}
+		if next, efx := Step(n, e); next != n {
+			n, fx, changed = next, append(fx, efx...), true
+		}
+	}
+	flush()
+	if !changed {
+		return s, nil
+	}
+	return n, fx
+}
+
 func start(e Start) (*State, []Effect) {
 	r := e.Request
 	timeout := time.Duration(r.Timeout)

@@ -310,6 +310,7 @@ func (o *Orchestrator) run(m jetstream.Msg, id string, req *events.ReloadRequest
 			return
 		}
 		st, fx = Step(nil, start)
+		fx = coalesce(fx)
 		b, _ := json.Marshal(st)
 		if rev, err = o.b.State.Create(ctx, id, b); err != nil {
 			o.hookError(id, fmt.Errorf("persist saga state: %w", err))
@@ -340,17 +341,29 @@ func (o *Orchestrator) run(m jetstream.Msg, id string, req *events.ReloadRequest
 			finished = true
 			return
 		}
-		var ev Event
+		var batch []Event
 		if len(follow) > 0 {
-			ev = follow[0]
+			batch = follow
 		} else {
 			select {
 			case <-ctx.Done():
 				return
-			case ev = <-inbox:
+			case ev := <-inbox:
+				batch = append(batch, ev)
+			}
+			// Take whatever else arrived meanwhile: one state write for a
+			// burst of acks instead of one per ack.
+		drain:
+			for len(batch) < maxBatch {
+				select {
+				case ev := <-inbox:
+					batch = append(batch, ev)
+				default:
+					break drain
+				}
 			}
 		}
-		next, nfx := Step(st, ev)
+		next, nfx := StepBatch(st, batch)
 		if next == st {
 			fx = nil
 			continue
@@ -372,8 +385,47 @@ func (o *Orchestrator) run(m jetstream.Msg, id string, req *events.ReloadRequest
 		if o.cfg.Hooks.Transition != nil {
 			o.cfg.Hooks.Transition(st, next)
 		}
-		st, fx = next, nfx
+		st, fx = next, coalesce(nfx)
 	}
+}
+
+// maxBatch bounds how many events one state write covers.
+const maxBatch = 4096
+
+// coalesce merges Send effects of the same phase, digest and deadline into
+// one command with all their targets (a quorum's late commits, a local
+// saga's per-node commits), placed where the last of them was, so a node's
+// pin still precedes its commit.
+func coalesce(fx []Effect) []Effect {
+	type key struct {
+		phase, digest string
+		deadline      time.Time
+	}
+	count := map[key]int{}
+	for _, f := range fx {
+		if s, ok := f.(Send); ok {
+			count[key{s.Phase, s.Digest, s.Deadline}]++
+		}
+	}
+	if len(count) == 0 {
+		return fx
+	}
+	merged := map[key][]string{}
+	out := make([]Effect, 0, len(fx))
+	for _, f := range fx {
+		s, ok := f.(Send)
+		if !ok {
+			out = append(out, f)
+			continue
+		}
+		k := key{s.Phase, s.Digest, s.Deadline}
+		merged[k] = append(merged[k], s.Targets...)
+		if count[k]--; count[k] == 0 {
+			s.Targets = merged[k]
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // startEvent gathers what the machine needs to start: live nodes with

@@ -220,31 +220,33 @@ func (b *Bus) getDesired(ctx context.Context, key string) (Desired, uint64, erro
 	return d, e.Revision(), nil
 }
 
-// LiveNodes returns every node with a current heartbeat.
+// LiveNodes returns every node with a current heartbeat. It reads the
+// bucket in one pass (a watch delivering the current values), not one
+// request per node.
 func (b *Bus) LiveNodes(ctx context.Context) (map[string]Presence, error) {
 	out := map[string]Presence{}
-	lister, err := b.Nodes.ListKeys(ctx)
+	w, err := b.Nodes.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, err
 	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("live nodes: watch closed")
+			}
+			if e == nil { // the current values are all delivered
+				return out, nil
+			}
+			var p Presence
+			if json.Unmarshal(e.Value(), &p) == nil {
+				out[e.Key()] = p
+			}
+		}
 	}
-	for _, k := range keys {
-		e, err := b.Nodes.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		var p Presence
-		if json.Unmarshal(e.Value(), &p) == nil {
-			out[k] = p
-		}
-	}
-	return out, nil
 }
 
 // ensureStream looks the stream up and creates it if it does not exist.

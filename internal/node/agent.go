@@ -131,15 +131,22 @@ func (a *agent) connect() {
 
 func (a *agent) start() error {
 	subj := a.b.Subjects
-	// Commands arrive on <prefix>.saga.<id>.<phase>; acks (ack.<node>) have
-	// one more token and do not match.
-	sub, err := a.nc.Subscribe(subj.Saga("*", "*"), a.onCommand)
-	if err != nil {
-		return err
+	// Commands arrive on <prefix>.saga.<id>.<phase>; progress, outcomes and
+	// acks are not subscribed to (at a thousand nodes they would be a
+	// thousand copies of every saga event).
+	var subs []*nats.Subscription
+	for _, leaf := range []string{events.LeafPrepare, events.LeafCommit, events.LeafAbort, events.LeafRollback} {
+		sub, err := a.nc.Subscribe(subj.Saga("*", leaf), a.onCommand)
+		if err != nil {
+			return err
+		}
+		subs = append(subs, sub)
 	}
 	a.wg.Go(func() {
 		<-a.ctx.Done()
-		_ = sub.Unsubscribe()
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
+		}
 	})
 	if a.n.cfg.Orchestrator {
 		hooks := orchestratorHooks(a.n.log.With().Str("component", "orchestrator").Logger())
@@ -215,8 +222,19 @@ func (a *agent) enqueue(module string, f func(context.Context)) {
 }
 
 // changed runs (under the module lock) whenever a module's serving
-// version changed: cache it, and announce it in the next heartbeat.
+// version changed: it queues the cache write behind the current work on the
+// module (so a commit is acked first), and announces the change in the next
+// heartbeat.
 func (a *agent) changed(module string) {
+	a.enqueue(module, func(context.Context) { a.cacheCurrent(module) })
+	select {
+	case a.beat <- struct{}{}:
+	default:
+	}
+}
+
+// cacheCurrent records module's serving version in the module cache.
+func (a *agent) cacheCurrent(module string) {
 	digest, err := a.n.loader.Digest(module)
 	if err != nil {
 		digest = ""
@@ -227,10 +245,6 @@ func (a *agent) changed(module string) {
 	}
 	if err := a.cache.setCurrent(module, digest); err != nil {
 		a.log.Warn().Err(err).Msg("cannot write the module cache index")
-	}
-	select {
-	case a.beat <- struct{}{}:
-	default:
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,7 @@ import (
 type moduleCache struct {
 	dir string
 	mu  sync.Mutex
+	cur map[string]string // the index, once read
 }
 
 func newModuleCache(dir string) (*moduleCache, error) {
@@ -69,7 +71,14 @@ func (c *moduleCache) put(wasm []byte) error {
 func (c *moduleCache) current() (map[string]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.readCurrent()
+	if c.cur == nil {
+		m, err := c.readCurrent()
+		if err != nil {
+			return m, err
+		}
+		c.cur = m
+	}
+	return maps.Clone(c.cur), nil
 }
 
 func (c *moduleCache) readCurrent() (map[string]string, error) {
@@ -91,13 +100,18 @@ func (c *moduleCache) readCurrent() (map[string]string, error) {
 func (c *moduleCache) setCurrent(module, digest string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m, _ := c.readCurrent()
-	if digest == "" {
-		delete(m, module)
-	} else {
-		m[module] = digest
+	if c.cur == nil {
+		c.cur, _ = c.readCurrent()
 	}
-	b, _ := json.MarshalIndent(m, "", "  ")
+	if c.cur[module] == digest {
+		return nil
+	}
+	if digest == "" {
+		delete(c.cur, module)
+	} else {
+		c.cur[module] = digest
+	}
+	b, _ := json.MarshalIndent(c.cur, "", "  ")
 	return writeAtomic(filepath.Join(c.dir, "current.json"), b)
 }
 

@@ -27,6 +27,9 @@ func startEmbeddedNATS(addr, dataDir string) (*server.Server, error) {
 		ServerName: "mcpreload-embedded", Host: host, Port: port,
 		JetStream: true, StoreDir: filepath.Join(dataDir, "nats"),
 		NoLog: true, NoSigs: true,
+		// Each node watches two buckets (a consumer each); the default of
+		// 1,000 consumers per stream would cap a fleet at 500 nodes.
+		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
