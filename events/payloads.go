@@ -164,7 +164,15 @@ type Command struct {
 	// (prepare commands only).
 	Signature string `json:"signature,omitempty"`
 	Key       string `json:"key,omitempty"`
+	// Inline carries the module bytes of a small module (at most
+	// MaxInlineBytes) in a prepare command, so nodes need not fetch it from
+	// the object store. Nodes check it against Digest like fetched bytes.
+	Inline []byte `json:"inline,omitempty"`
 }
+
+// MaxInlineBytes is the largest module a prepare command carries inline
+// (base64 in JSON: well under MaxEventBytes).
+const MaxInlineBytes = 32 << 10
 
 // Validate checks c as a prepare, commit or abort command (Digest
 // required); errors match ErrInvalidPayload. Decode and New also accept an

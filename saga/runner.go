@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,6 +77,8 @@ type Orchestrator struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	inline sync.Map // saga id -> []byte: a small module sent with its prepare commands
 }
 
 // NewOrchestrator returns an orchestrator; Start begins consuming.
@@ -538,6 +541,7 @@ func (o *Orchestrator) perform(ctx context.Context, m jetstream.Msg, st *State, 
 				return false, nil, err
 			}
 			o.unlock(ctx, st.Module, st.ID)
+			o.inline.Delete(st.ID)
 			if err := m.DoubleAck(ctx); err != nil {
 				o.hookError(st.ID, fmt.Errorf("ack request: %w", err))
 			}
@@ -561,6 +565,7 @@ func (o *Orchestrator) send(ctx context.Context, st *State, f Send) error {
 	cmd := events.Command{Saga: st.ID, Module: st.Module, Digest: f.Digest, Targets: f.Targets, Deadline: f.Deadline}
 	if f.Phase == events.PhasePrepare {
 		cmd.Signature, cmd.Key = st.Signature, st.Key
+		cmd.Inline = o.inlined(ctx, st)
 	}
 	e, err := events.New(commandTypes[f.Phase], o.cfg.Source, st.Module, cmd)
 	if err != nil {
@@ -616,20 +621,44 @@ func (o *Orchestrator) setDesired(ctx context.Context, st *State, f SetDesired) 
 // clearPins removes per-node pins of the module once a fleet-wide reload
 // committed: it supersedes local reloads. (A rolled back saga leaves them.)
 func (o *Orchestrator) clearPins(ctx context.Context, st *State) error {
-	lister, err := o.b.Desired.ListKeysFiltered(ctx, st.Module+".>")
+	// One stream-info request tells which pin keys ever existed (no
+	// consumer, unlike listing keys); pins are rare, so usually none.
+	stream, err := o.b.JS.Stream(ctx, "KV_"+o.b.Names.DesiredBucket)
 	if err != nil {
 		return fmt.Errorf("list pins: %w", err)
 	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
+	prefix := "$KV." + o.b.Names.DesiredBucket + "."
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(prefix+st.Module+".>"))
+	if err != nil {
+		return fmt.Errorf("list pins: %w", err)
 	}
-	for _, k := range keys {
-		if err := o.b.Desired.Delete(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	for subject := range info.State.Subjects {
+		k := strings.TrimPrefix(subject, prefix)
+		if _, err := o.b.Desired.Get(ctx, k); errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted before: only its marker is left
+		}
+		if err := o.b.Desired.Purge(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return fmt.Errorf("clear pin %s: %w", k, err)
 		}
 	}
 	return nil
+}
+
+// inlined returns the module's bytes if it is small enough to travel in
+// the prepare command (nil otherwise, or if it cannot be read: the nodes
+// then fetch it themselves and report what is wrong).
+func (o *Orchestrator) inlined(ctx context.Context, st *State) []byte {
+	if b, ok := o.inline.Load(st.ID); ok {
+		return b.([]byte)
+	}
+	var b []byte
+	if info, err := o.b.Modules.GetInfo(ctx, st.Digest); err == nil && info.Size <= events.MaxInlineBytes {
+		if wasm, err := o.b.GetModule(ctx, st.Digest, events.MaxInlineBytes); err == nil {
+			b = wasm
+		}
+	}
+	o.inline.Store(st.ID, b)
+	return b
 }
 
 func (o *Orchestrator) progress(ctx context.Context, st *State, f Progress) {

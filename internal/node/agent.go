@@ -482,10 +482,13 @@ func (a *agent) handle(ctx context.Context, phase string, cmd *events.Command) {
 				break
 			}
 		}
-		wasm, err := a.fetchUntil(ctx, cmd.Digest, cmd.Deadline)
-		if err != nil {
-			fail("fetch", fetchCode(err), err)
-			break
+		wasm := cmd.Inline
+		if len(wasm) == 0 || loader.DigestOf(wasm) != cmd.Digest {
+			var err error
+			if wasm, err = a.fetchUntil(ctx, cmd.Digest, cmd.Deadline); err != nil {
+				fail("fetch", fetchCode(err), err)
+				break
+			}
 		}
 		staged, err := a.n.prepare(ctx, cmd.Module, wasm, cmd.Digest)
 		if err != nil {

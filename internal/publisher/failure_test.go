@@ -304,7 +304,9 @@ func TestRejectionDriftAndPins(t *testing.T) {
 		require.Contains(t, rep.Reason, "n2 rejected (too_large)")
 		state, stage, code, msg := rep.node("n2")
 		require.Equal(t, "rejected", state)
-		require.Equal(t, "fetch", stage)
+		// The module is small enough to travel inline in the prepare
+		// command, so the node's size cap refuses it in validation.
+		require.Equal(t, "validate", stage)
 		require.Equal(t, "too_large", code)
 		require.Contains(t, msg, "the cap is 16384")
 		for _, id := range []string{"n1", "n3"} {
@@ -317,7 +319,7 @@ func TestRejectionDriftAndPins(t *testing.T) {
 		r := reload("--wasm", bigFile)
 		require.Equal(t, publisher.ExitFailed, r.code, r.stdout+r.stderr)
 		require.Contains(t, r.stdout, "already stored "+loader.DigestOf(big))
-		require.Contains(t, r.stdout, "n2 rejected: fetch/too_large: ")
+		require.Contains(t, r.stdout, "n2 rejected: validate/too_large: ")
 		require.Contains(t, r.stdout, "result: aborted")
 		require.Contains(t, r.stdout, "nothing was committed")
 		d, _, err := f.b.GetDesired(t.Context(), "tiny", "")
