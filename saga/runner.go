@@ -145,13 +145,19 @@ func (o *Orchestrator) handle(m jetstream.Msg) {
 	}
 	if err != nil {
 		o.discarded("requests", "invalid")
-		o.reject(ctx, m, e, err)
+		// An event that did not decode still names its id in the
+		// deduplication header: answer it there.
+		id := m.Headers().Get(jetstream.MsgIDHeader)
+		if e != nil {
+			id = e.ID()
+		}
+		o.reject(ctx, m, id, err)
 		return
 	}
 	id := e.ID()
 	if want := o.b.Subjects.ReloadRequest(req.Module); m.Subject() != want {
 		o.discarded("requests", "wrong_subject")
-		o.reject(ctx, m, e, fmt.Errorf("request for module %q published on %s, want %s", req.Module, m.Subject(), want))
+		o.reject(ctx, m, id, fmt.Errorf("request for module %q published on %s, want %s", req.Module, m.Subject(), want))
 		return
 	}
 	st, rev, err := o.loadState(ctx, id)
@@ -165,7 +171,10 @@ func (o *Orchestrator) handle(m jetstream.Msg) {
 		// orchestrator ran) is not started late and unexpectedly.
 		if md, err := m.Metadata(); err == nil {
 			if age, limit := o.cfg.Now().Sub(md.Timestamp), MaxRequestAge(time.Duration(req.Timeout)); age > limit {
-				o.reject(ctx, m, e, fmt.Errorf("request expired: published %v ago, after %v no publisher is waiting any more; publish it again", age.Round(time.Second), limit))
+				// An owner that died between locking and persisting left
+				// the lock under this saga's id: release it.
+				o.unlock(ctx, req.Module, id)
+				o.reject(ctx, m, id, fmt.Errorf("request expired: published %v ago, after %v no publisher is waiting any more; publish it again", age.Round(time.Second), limit))
 				return
 			}
 		}
@@ -187,10 +196,9 @@ func (o *Orchestrator) handle(m jetstream.Msg) {
 
 // reject ends a request that cannot become a saga with a failed outcome
 // (when it has a usable id) and removes it from the queue.
-func (o *Orchestrator) reject(ctx context.Context, m jetstream.Msg, e interface{ ID() string }, err error) {
-	id := ""
-	if e != nil && events.ValidateID(e.ID()) == nil {
-		id = e.ID()
+func (o *Orchestrator) reject(ctx context.Context, m jetstream.Msg, id string, err error) {
+	if events.ValidateID(id) != nil {
+		id = ""
 	}
 	if o.cfg.Hooks.Rejected != nil {
 		o.cfg.Hooks.Rejected(id, err)
@@ -296,13 +304,22 @@ func (o *Orchestrator) run(m jetstream.Msg, id string, req *events.ReloadRequest
 	}()
 
 	inbox := make(chan Event, 256)
-	acks, err := o.followAcks(ctx, id, inbox)
+	acks, ackCons, err := o.followAcks(ctx, id, inbox)
 	if err != nil {
 		o.hookError(id, err)
 		_ = m.NakWithDelay(lockRetry)
 		return
 	}
-	defer acks.Stop()
+	defer func() {
+		acks.Stop()
+		// Stop leaves the consumer on the server until its inactivity
+		// threshold; a finished saga's is deleted at once.
+		if info := ackCons.CachedInfo(); info != nil {
+			dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = o.b.JS.DeleteConsumer(dctx, o.b.Names.SagaStream, info.Name)
+			dcancel()
+		}
+	}()
 
 	var fx []Effect
 	if st == nil {
@@ -451,15 +468,16 @@ func (o *Orchestrator) startEvent(ctx context.Context, id string, req *events.Re
 
 // followAcks feeds the saga's acks, from the first one on (so a resumed
 // saga sees acks its previous owner missed), into inbox.
-func (o *Orchestrator) followAcks(ctx context.Context, id string, inbox chan<- Event) (jetstream.ConsumeContext, error) {
+func (o *Orchestrator) followAcks(ctx context.Context, id string, inbox chan<- Event) (jetstream.ConsumeContext, jetstream.Consumer, error) {
 	oc, err := o.b.JS.OrderedConsumer(ctx, o.b.Names.SagaStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{o.b.Subjects.Saga(id, "ack.>")},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		FilterSubjects:    []string{o.b.Subjects.Saga(id, "ack.>")},
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: time.Minute,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("follow acks: %w", err)
+		return nil, nil, fmt.Errorf("follow acks: %w", err)
 	}
-	return oc.Consume(func(m jetstream.Msg) {
+	cc, err := oc.Consume(func(m jetstream.Msg) {
 		e, err := events.FromNATS(ctx, &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
 		if err != nil {
 			o.discarded("acks", "malformed")
@@ -482,6 +500,10 @@ func (o *Orchestrator) followAcks(ctx context.Context, id string, inbox chan<- E
 		case <-ctx.Done():
 		}
 	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("follow acks: %w", err)
+	}
+	return cc, oc, nil
 }
 
 // perform carries out effects in order. It returns done once the saga's

@@ -11,10 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/mcpreload/mcpreload/events"
 )
@@ -220,33 +222,49 @@ func (b *Bus) getDesired(ctx context.Context, key string) (Desired, uint64, erro
 	return d, e.Revision(), nil
 }
 
-// LiveNodes returns every node with a current heartbeat. It reads the
-// bucket in one pass (a watch delivering the current values), not one
-// request per node.
+// LiveNodes returns every node with a current heartbeat. The keys come
+// from one server-side snapshot of the bucket's stream (a KV watcher's
+// end-of-initial-values marker can come early while heartbeats rewrite
+// keys, and would drop live nodes), then the values are read concurrently.
 func (b *Bus) LiveNodes(ctx context.Context) (map[string]Presence, error) {
-	out := map[string]Presence{}
-	w, err := b.Nodes.WatchAll(ctx, jetstream.IgnoreDeletes())
+	st, err := b.JS.Stream(ctx, "KV_"+b.Names.NodesBucket)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("live nodes: watch closed")
+	prefix := "$KV." + b.Names.NodesBucket + "."
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		return nil, err
+	}
+	var (
+		mu  sync.Mutex
+		out = make(map[string]Presence, len(info.State.Subjects))
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(32)
+	for subject := range info.State.Subjects {
+		key := strings.TrimPrefix(subject, prefix)
+		g.Go(func() error {
+			e, err := b.Nodes.Get(gctx, key)
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				return nil // expired or left
 			}
-			if e == nil { // the current values are all delivered
-				return out, nil
+			if err != nil {
+				return err
 			}
 			var p Presence
 			if json.Unmarshal(e.Value(), &p) == nil {
-				out[e.Key()] = p
+				mu.Lock()
+				out[key] = p
+				mu.Unlock()
 			}
-		}
+			return nil
+		})
 	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // ensureStream looks the stream up and creates it if it does not exist.

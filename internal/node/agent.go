@@ -45,10 +45,11 @@ type agent struct {
 	started time.Time
 	beat    chan struct{} // wakes the heartbeat after a change
 
-	mu     sync.Mutex
-	queues map[string]chan func(context.Context)
-	sagas  map[string]*sagaRec
-	closed bool
+	mu       sync.Mutex
+	queues   map[string]chan func(context.Context)
+	sagas    map[string]*sagaRec
+	retrying map[string]bool // modules with a reconcile retry pending
+	closed   bool
 }
 
 // sagaRec is what the node remembers of one saga, so that repeated
@@ -76,6 +77,7 @@ func newAgent(n *Node, nc *nats.Conn) (*agent, error) {
 		n: n, log: n.log.With().Str("component", "agent").Logger(), cache: cache, nc: nc,
 		src: "urn:mcpreload:node:" + n.cfg.ID, ctx: ctx, cancel: cancel, started: time.Now(),
 		beat: make(chan struct{}, 1), queues: map[string]chan func(context.Context){}, sagas: map[string]*sagaRec{},
+		retrying: map[string]bool{},
 	}
 	a.sampled = a.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: time.Second})
 	n.onChange = a.changed
@@ -158,6 +160,14 @@ func (a *agent) start() error {
 		}
 		a.log.Info().Msg("orchestrator running")
 	}
+	a.nc.SetReconnectHandler(func(c *nats.Conn) {
+		a.log.Info().Str("url", c.ConnectedUrlRedacted()).Msg("NATS reconnected; reconciling every module")
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if !a.closed {
+			a.wg.Go(a.reconcileAll)
+		}
+	})
 	a.wg.Go(a.heartbeat)
 	a.wg.Go(func() { a.watch(a.b.Desired, true) })
 	a.wg.Go(func() { a.watch(a.b.Locks, false) })
@@ -222,11 +232,11 @@ func (a *agent) enqueue(module string, f func(context.Context)) {
 }
 
 // changed runs (under the module lock) whenever a module's serving
-// version changed: it queues the cache write behind the current work on the
-// module (so a commit is acked first), and announces the change in the next
-// heartbeat.
+// version changed: it records the version in the module cache before the
+// change is acked (a node that restarts after acking a commit serves what
+// it acked), and announces it in the next heartbeat.
 func (a *agent) changed(module string) {
-	a.enqueue(module, func(context.Context) { a.cacheCurrent(module) })
+	a.cacheCurrent(module)
 	select {
 	case a.beat <- struct{}{}:
 	default:
@@ -352,9 +362,12 @@ func (a *agent) reconcile(ctx context.Context, module string) {
 		return
 	}
 	log := a.log.With().Str("module", module).Str("digest", want.Digest).Str("from", have).Logger()
-	wasm, err := a.fetch(ctx, want.Digest)
+	wasm, err := a.fetchUntil(ctx, want.Digest, time.Now().Add(10*time.Second))
 	if err != nil {
 		log.Error().Err(err).Msg("reconcile: cannot fetch the desired version; still serving the current one")
+		if !bus.Permanent(err) {
+			a.retryReconcile(module)
+		}
 		return
 	}
 	if _, err := a.n.Reload(ctx, module, wasm, want.Digest); err != nil {
@@ -362,6 +375,49 @@ func (a *agent) reconcile(ctx context.Context, module string) {
 		return
 	}
 	log.Info().Msg("reconciled to the desired version")
+}
+
+// retryReconcile reconciles module again later, after a transient failure
+// (NATS unreachable): at most one retry is pending per module.
+func (a *agent) retryReconcile(module string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed || a.retrying[module] {
+		return
+	}
+	a.retrying[module] = true
+	time.AfterFunc(2*time.Second, func() {
+		a.mu.Lock()
+		delete(a.retrying, module)
+		a.mu.Unlock()
+		a.enqueue(module, func(ctx context.Context) { a.reconcile(ctx, module) })
+	})
+}
+
+// reconcileAll reconciles every module with a desired version or in the
+// module cache: after a reconnect, changes made while the node was cut off
+// are not replayed by the watches.
+func (a *agent) reconcileAll() {
+	ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
+	defer cancel()
+	modules := map[string]bool{}
+	if lister, err := a.b.Desired.ListKeys(ctx); err == nil {
+		for k := range lister.Keys() {
+			m, node, _ := strings.Cut(k, ".")
+			if node == "" || node == a.n.cfg.ID {
+				modules[m] = true
+			}
+		}
+	} else {
+		a.log.Warn().Err(err).Msg("cannot list desired versions after reconnecting; will reconcile on the next change")
+	}
+	cached, _ := a.cache.current()
+	for m := range cached {
+		modules[m] = true
+	}
+	for m := range modules {
+		a.enqueue(m, func(ctx context.Context) { a.reconcile(ctx, m) })
+	}
 }
 
 // fetch returns a module's bytes from the local cache or the object store.
