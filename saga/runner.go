@@ -451,7 +451,13 @@ func coalesce(fx []Effect) []Effect {
 // startEvent gathers what the machine needs to start: live nodes with
 // their digests of the module, the desired digest, and the object's presence.
 func (o *Orchestrator) startEvent(ctx context.Context, id string, req *events.ReloadRequest) (Start, error) {
-	live, err := o.b.LiveNodes(ctx)
+	var live map[string]bus.Presence
+	var err error
+	if len(req.Nodes) > 0 {
+		live, err = o.b.NamedNodes(ctx, req.Nodes)
+	} else {
+		live, err = o.b.LiveNodes(ctx)
+	}
 	if err != nil {
 		return Start{}, fmt.Errorf("live nodes: %w", err)
 	}

@@ -267,6 +267,26 @@ func (b *Bus) LiveNodes(ctx context.Context) (map[string]Presence, error) {
 	return out, nil
 }
 
+// NamedNodes returns the presence of the given nodes that are live: for a
+// saga on named nodes, without reading the whole fleet's presence.
+func (b *Bus) NamedNodes(ctx context.Context, ids []string) (map[string]Presence, error) {
+	out := make(map[string]Presence, len(ids))
+	for _, id := range ids {
+		e, err := b.Nodes.Get(ctx, id)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var p Presence
+		if json.Unmarshal(e.Value(), &p) == nil {
+			out[id] = p
+		}
+	}
+	return out, nil
+}
+
 // ensureStream looks the stream up and creates it if it does not exist.
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	st, err := js.Stream(ctx, cfg.Name)

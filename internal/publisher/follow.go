@@ -167,22 +167,36 @@ func Follow(ctx context.Context, b *bus.Bus, id string, progress func(Event)) (*
 	if err := events.ValidateID(id); err != nil {
 		return nil, withKind(ErrInvalidRequest, err)
 	}
-	if progress == nil {
+	// Only what is shown: commands are not read (at a thousand nodes they
+	// are most of the saga's bytes), and without a progress callback only
+	// the outcome is.
+	subjects := []string{b.Subjects.Saga(id, events.LeafOutcome)}
+	if progress != nil {
+		subjects = append(subjects, b.Subjects.Saga(id, events.LeafProgress), b.Subjects.Saga(id, "ack.>"))
+	} else {
 		progress = func(Event) {}
 	}
 	oc, err := b.JS.OrderedConsumer(ctx, b.Names.SagaStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{b.Subjects.SagaAll(id)},
+		FilterSubjects: subjects,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return nil, followErr(ctx, id, err)
 	}
+	// One pull request for many messages, not one per message.
+	it, err := oc.Messages(jetstream.PullMaxMessages(256))
+	if err != nil {
+		return nil, followErr(ctx, id, err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
 	for {
-		m, err := oc.Next(jetstream.FetchContext(ctx))
-		if errors.Is(err, nats.ErrTimeout) && !expired(ctx) && ctx.Err() == nil {
-			continue // the pull request expired before ctx: ask again
-		}
+		m, err := it.Next()
 		if err != nil {
+			if ctx.Err() != nil || expired(ctx) {
+				return nil, followErr(ctx, id, ctx.Err())
+			}
 			return nil, followErr(ctx, id, err)
 		}
 		_, leaf, ok := b.Subjects.ParseSaga(m.Subject())
