@@ -2,8 +2,11 @@ package test
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcpreload/mcpreload/events"
+	"github.com/mcpreload/mcpreload/internal/publisher"
 	"github.com/mcpreload/mcpreload/internal/signing"
 	"github.com/mcpreload/mcpreload/internal/wasmgen"
 )
@@ -20,9 +24,16 @@ import (
 // signed by a trusted key.
 func TestSignedReloads(t *testing.T) {
 	dir := t.TempDir()
-	seed, pub, err := signing.Keygen()
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "ci.seed"), seed, 0o600))
+	// The CI key comes from the publisher's keygen.
+	var out strings.Builder
+	code := publisher.Main(context.Background(), []string{"keygen", "--out", filepath.Join(dir, "ci.seed"), "--output", "json"},
+		func(string) string { return "" }, &out, io.Discard)
+	require.Equal(t, publisher.ExitOK, code)
+	var kg struct {
+		PublicKey string `json:"public_key"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out.String()), &kg))
+	pub := kg.PublicKey
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "trusted"), []byte(pub+"\n"), 0o644))
 	rogue, _, err := signing.Keygen()
 	require.NoError(t, err)
@@ -64,4 +75,12 @@ func TestSignedReloads(t *testing.T) {
 
 	o := f.outcome(t, signed("ci.seed"))
 	require.Equal(t, events.ResultCommitted, o.Result, o.Reason)
+
+	// The CLI signs with --sign-key.
+	wasmFile := filepath.Join(dir, "v2.wasm")
+	require.NoError(t, os.WriteFile(wasmFile, wasmgen.Tiny(wasmgen.Spec{Version: "2", Stateless: true}), 0o644))
+	args := []string{"reload", "--module", "tiny", "--wasm", wasmFile, "--nats-url", f.srv.ClientURL(), "--timeout", "10s"}
+	require.Equal(t, publisher.ExitFailed, publisher.Main(ctx, args, func(string) string { return "" }, io.Discard, io.Discard), "unsigned")
+	require.Equal(t, publisher.ExitOK, publisher.Main(ctx, append(args, "--sign-key", filepath.Join(dir, "ci.seed")),
+		func(string) string { return "" }, io.Discard, io.Discard))
 }

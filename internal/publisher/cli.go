@@ -28,6 +28,8 @@ type Config struct {
 	ConnectTimeout time.Duration // --connect-timeout: initial NATS connection
 
 	// Command flags (each command uses some).
+	SignKey        string        // --sign-key: seed file signing reload and rollback requests
+	Out            string        // --out: keygen's seed file
 	Module         string        // --module (reload, rollback, status, history)
 	Wasm           string        // --wasm: module file (reload)
 	Strategy       string        // --strategy: all, quorum or local (reload, rollback)
@@ -68,6 +70,7 @@ func commands() map[string]*command {
 		"status":   {name: "status", usage: statusUsage, flags: moduleFlag("only this module"), run: runStatus},
 		"history":  {name: "history", usage: historyUsage, flags: historyFlags, run: runHistory},
 		"nodes":    {name: "nodes", usage: nodesUsage, flags: func(*flag.FlagSet, *Config) {}, run: runNodes},
+		"keygen":   {name: "keygen", usage: keygenUsage, flags: keygenFlags, run: runKeygen},
 	}
 }
 
@@ -90,6 +93,11 @@ func sagaFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Nodes, "nodes", c.Nodes, "comma-separated node ids: the only participants (required for local)")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "deadline of each saga phase (prepare, commit, rollback), at most 1h; the publisher waits 3 x timeout + 10s")
 	fs.BoolVar(&c.NoWait, "no-wait", c.NoWait, "return once the request is published, without following the saga")
+	fs.StringVar(&c.SignKey, "sign-key", c.SignKey, "seed file (from `keygen`) to sign the request with; nodes started with --trusted-keys require it")
+}
+
+func keygenFlags(fs *flag.FlagSet, c *Config) {
+	fs.StringVar(&c.Out, "out", c.Out, "file to write the new seed (secret) to; it must not exist (required)")
 }
 
 func reloadFlags(fs *flag.FlagSet, c *Config) {
@@ -238,7 +246,7 @@ func printHelp(w io.Writer, cmd *command) {
 	fmt.Fprint(w, text)
 	fs.PrintDefaults()
 	if cmd == nil {
-		names := []string{"reload", "rollback", "status", "history", "nodes"}
+		names := []string{"reload", "rollback", "status", "history", "nodes", "keygen"}
 		fmt.Fprintf(w, "\nRun `mcpreload-publisher <command> --help` for a command's flags (%s).\n", strings.Join(names, ", "))
 	}
 }

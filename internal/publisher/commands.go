@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/mcpreload/mcpreload/events"
+	"github.com/mcpreload/mcpreload/internal/signing"
 )
 
 func runReload(ctx context.Context, r *runner) int {
@@ -23,9 +25,14 @@ func runReload(ctx context.Context, r *runner) int {
 	if err != nil {
 		return r.fail(ExitUsage, err, nil)
 	}
+	signer, err := loadSigner(c.SignKey)
+	if err != nil {
+		return r.fail(ExitUsage, err, nil)
+	}
 	o := ReloadOptions{
 		Module: c.Module, Wasm: wasm, Strategy: events.Strategy(c.Strategy), Nodes: splitNodes(c.Nodes),
 		Timeout: c.Timeout, NoWait: c.NoWait, Check: CheckOptions{MaxModuleBytes: c.MaxModuleBytes, CacheDir: c.CacheDir},
+		Signer: signer,
 	}
 	live := r.live()
 	start := time.Now()
@@ -50,8 +57,12 @@ func runRollback(ctx context.Context, r *runner) int {
 	if c.Module == "" {
 		return r.usage(errors.New("--module is required"))
 	}
+	signer, err := loadSigner(c.SignKey)
+	if err != nil {
+		return r.fail(ExitUsage, err, nil)
+	}
 	o := RollbackOptions{Module: c.Module, To: c.To, Strategy: events.Strategy(c.Strategy), Nodes: splitNodes(c.Nodes),
-		Timeout: c.Timeout, NoWait: c.NoWait}
+		Timeout: c.Timeout, NoWait: c.NoWait, Signer: signer}
 	// Check the flags before connecting; without --to, any valid digest
 	// stands in for the one history will give.
 	probe := ReloadOptions{Module: o.Module, Digest: o.To, Strategy: o.Strategy, Nodes: o.Nodes, Timeout: o.Timeout}
@@ -223,4 +234,39 @@ func (r *runner) liveLine(s string) {
 		w = r.stderr
 	}
 	fmt.Fprintln(w, s)
+}
+
+func loadSigner(path string) (*signing.Signer, error) {
+	if path == "" {
+		return nil, nil
+	}
+	return signing.LoadSigner(path)
+}
+
+func runKeygen(_ context.Context, r *runner) int {
+	if r.cfg.Out == "" {
+		return r.usage(errors.New("--out is required"))
+	}
+	seed, public, err := signing.Keygen()
+	if err != nil {
+		return r.fail(ExitFailed, err, nil)
+	}
+	f, err := os.OpenFile(r.cfg.Out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return r.fail(ExitUsage, fmt.Errorf("seed file: %w (keygen never overwrites a key)", err), nil)
+	}
+	if _, err := f.Write(append(seed, '\n')); err != nil {
+		_ = f.Close()
+		return r.fail(ExitUsage, err, nil)
+	}
+	if err := f.Close(); err != nil {
+		return r.fail(ExitUsage, err, nil)
+	}
+	if r.json() {
+		writeJSON(r.stdout, map[string]any{"public_key": public, "seed_file": r.cfg.Out})
+		return ExitOK
+	}
+	fmt.Fprintf(r.stdout, "seed written to %s (secret: keep it in your CI's secret store)\npublic key: %s\n", r.cfg.Out, public)
+	fmt.Fprintln(r.stdout, "add the public key to the --trusted-keys file of every node")
+	return ExitOK
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcpreload/mcpreload/events"
 	"github.com/mcpreload/mcpreload/internal/bus"
+	"github.com/mcpreload/mcpreload/internal/signing"
 	"github.com/mcpreload/mcpreload/loader"
 )
 
@@ -53,6 +54,9 @@ type ReloadOptions struct {
 	ID string
 	// Source is the CloudEvents source (default DefaultSource).
 	Source string
+	// Signer, if set, signs the request (module, digest, saga id) for
+	// nodes started with --trusted-keys.
+	Signer *signing.Signer
 	// Check configures the local check of Wasm.
 	Check CheckOptions
 	// SkipCheck skips the local check, for callers that ran Check already.
@@ -174,6 +178,11 @@ func Reload(ctx context.Context, b *bus.Bus, o ReloadOptions, progress func(Even
 	id := o.ID
 	if id == "" {
 		id = uuid.NewString()
+	}
+	if o.Signer != nil {
+		if req.Signature, req.Key, err = o.Signer.Sign(req.Module, req.Digest, id); err != nil {
+			return res, withKind(ErrInvalidRequest, fmt.Errorf("sign the request: %w", err))
+		}
 	}
 	if err := Publish(ctx, b, req, id, o.Source); err != nil {
 		return res, err

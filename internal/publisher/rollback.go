@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcpreload/mcpreload/events"
 	"github.com/mcpreload/mcpreload/internal/bus"
+	"github.com/mcpreload/mcpreload/internal/signing"
 )
 
 // RollbackOptions describes a rollback: a reload of an earlier version.
@@ -29,6 +30,7 @@ type RollbackOptions struct {
 	NoWait   bool
 	ID       string
 	Source   string
+	Signer   *signing.Signer
 }
 
 // RollbackTarget returns the module's current fleet-wide desired digest
@@ -79,7 +81,7 @@ func Rollback(ctx context.Context, b *bus.Bus, o RollbackOptions, progress func(
 	}
 	return Reload(ctx, b, ReloadOptions{
 		Module: o.Module, Digest: to, Strategy: o.Strategy, Nodes: o.Nodes, Timeout: o.Timeout,
-		Wait: o.Wait, NoWait: o.NoWait, ID: o.ID, Source: o.Source,
+		Wait: o.Wait, NoWait: o.NoWait, ID: o.ID, Source: o.Source, Signer: o.Signer,
 	}, progress)
 }
 

@@ -125,6 +125,25 @@ Examples:
 Flags:
 `
 
+const keygenUsage = `mcpreload-publisher keygen: create a key pair for signed reloads.
+
+Usage:
+  mcpreload-publisher keygen --out FILE
+
+Writes a new ed25519 seed (nkeys format, starts with SU) to FILE, readable
+by its owner only, and prints the public key (starts with U). Keep the seed
+in the CI's secret store and pass it to reload and rollback with --sign-key;
+give the public key to every node in the file named by --trusted-keys (one
+key per line). A node with --trusted-keys refuses reloads that are unsigned
+or signed by another key. See docs/RELIABILITY.md.
+
+Examples:
+  mcpreload-publisher keygen --out ci.seed
+  mcpreload-publisher keygen --out ci.seed --output json
+` + exitCodes + `
+Flags:
+`
+
 const nodesUsage = `mcpreload-publisher nodes: the live nodes.
 
 Usage:
