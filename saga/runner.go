@@ -349,6 +349,12 @@ func (o *Orchestrator) run(m jetstream.Msg, id string, req *events.ReloadRequest
 			t.Stop()
 		}
 	}()
+	// Commands travel on core NATS: a node that was reconnecting at that
+	// moment misses one. Until the phase is decided, repeat the current
+	// phase's commands to the targets that have not answered (nodes answer
+	// a repeat with the same ack).
+	resend := time.NewTicker(resendInterval)
+	defer resend.Stop()
 	for {
 		var done bool
 		var follow []Event
@@ -368,6 +374,16 @@ func (o *Orchestrator) run(m jetstream.Msg, id string, req *events.ReloadRequest
 			select {
 			case <-ctx.Done():
 				return
+			case <-resend.C:
+				for _, f := range Resume(st) {
+					if send, ok := f.(Send); ok {
+						if err := o.send(ctx, st, send); err != nil {
+							o.hookError(id, err)
+						}
+					}
+				}
+				fx = nil // the loop performs fx first: nothing new to perform
+				continue
 			case ev := <-inbox:
 				batch = append(batch, ev)
 			}
@@ -408,6 +424,9 @@ func (o *Orchestrator) run(m jetstream.Msg, id string, req *events.ReloadRequest
 		st, fx = next, coalesce(nfx)
 	}
 }
+
+// resendInterval is how often unanswered commands are repeated.
+const resendInterval = 2 * time.Second
 
 // maxBatch bounds how many events one state write covers.
 const maxBatch = 4096
@@ -483,6 +502,8 @@ func (o *Orchestrator) followAcks(ctx context.Context, id string, inbox chan<- E
 	if err != nil {
 		return nil, nil, fmt.Errorf("follow acks: %w", err)
 	}
+	// Short heartbeats: a consumer lost with its server (a cluster leader
+	// change) is noticed and recreated in seconds, not after the default 10.
 	cc, err := oc.Consume(func(m jetstream.Msg) {
 		e, err := events.FromNATS(ctx, &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
 		if err != nil {
@@ -505,7 +526,7 @@ func (o *Orchestrator) followAcks(ctx context.Context, id string, inbox chan<- E
 		case inbox <- AckReceived{Now: o.cfg.Now(), Ack: *a}:
 		case <-ctx.Done():
 		}
-	})
+	}, jetstream.PullExpiry(3*time.Second), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return nil, nil, fmt.Errorf("follow acks: %w", err)
 	}
