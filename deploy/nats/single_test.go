@@ -170,9 +170,15 @@ func TestSingleServer(t *testing.T) {
 		c.requireNoViolations(t)
 	})
 
-	t.Run("publisher cannot provision streams", func(t *testing.T) {
+	t.Run("publisher binds to the streams but cannot change them", func(t *testing.T) {
 		c := connect(t, s.client, publisherRole)
-		_, err := bus.Open(ctxTimeout(t, 500*time.Millisecond), c.Conn, bus.Options{})
+		// bus.Open only looks existing resources up: it works for a role
+		// that may not create or update streams.
+		b, err := bus.Open(ctxTimeout(t, 2*time.Second), c.Conn, bus.Options{})
+		require.NoError(t, err)
+		_, err = b.JS.UpdateStream(ctxTimeout(t, 500*time.Millisecond), jetstream.StreamConfig{
+			Name: b.Names.RequestStream, Subjects: []string{"mcpreload.reload.request.>"}, Retention: jetstream.WorkQueuePolicy,
+		})
 		require.Error(t, err)
 		require.NotNil(t, c.errs.waitFor(`Permissions Violation for Publish to "$JS.API.STREAM.UPDATE.MCPRELOAD_REQUESTS"`, 2*time.Second))
 	})
