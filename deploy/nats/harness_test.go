@@ -31,6 +31,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mcpreload/mcpreload/internal/wasmbuild"
 )
 
 // Credentials the tests start the servers with. The server parses each
@@ -86,7 +88,11 @@ func natsServerBinary(tb testing.TB) string {
 }
 
 func buildNatsServer() (string, error) {
-	root, err := repoRoot()
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	root, err := wasmbuild.FindRoot(wd)
 	if err != nil {
 		return "", err
 	}
@@ -134,25 +140,6 @@ func goCmd(dir, goBin string, args ...string) (string, error) {
 		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
 	}
 	return string(out), nil
-}
-
-// repoRoot is the directory holding go.mod, found upwards from the test's
-// working directory (deploy/nats).
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
 }
 
 // ------------------------------------------------------------- rendering

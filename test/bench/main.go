@@ -40,6 +40,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mcpreload/mcpreload/internal/wasmbuild"
 )
 
 // Report is the JSON document a run writes.
@@ -124,7 +126,11 @@ func run(args []string, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
-	root, err := repoRoot()
+	wd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	root, err := wasmbuild.FindRoot(wd)
 	if err != nil {
 		return err
 	}
@@ -233,21 +239,4 @@ func machine() Machine {
 		}
 	}
 	return m
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("run from inside the repository (no go.mod found)")
-		}
-		dir = parent
-	}
 }
