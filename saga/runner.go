@@ -647,7 +647,7 @@ func (o *Orchestrator) setDesired(ctx context.Context, st *State, f SetDesired) 
 	if f.Digest == "" {
 		err = o.b.Desired.Delete(ctx, st.Module, jetstream.LastRevision(rev))
 	} else {
-		b, _ := json.Marshal(bus.Desired{Digest: f.Digest, Saga: st.ID, Updated: o.cfg.Now()})
+		b, _ := json.Marshal(bus.Desired{Digest: f.Digest, Saga: st.ID, Updated: o.cfg.Now(), Compensation: st.Phase == RollingBack})
 		if rev == 0 {
 			_, err = o.b.Desired.Create(ctx, st.Module, b)
 		} else {

@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcpreload/mcpreload/events"
+	"github.com/mcpreload/mcpreload/internal/publisher"
 	"github.com/mcpreload/mcpreload/internal/testutil"
 	"github.com/mcpreload/mcpreload/internal/wasmgen"
 	"github.com/mcpreload/mcpreload/loader"
@@ -130,6 +131,9 @@ func TestFleetCommitFailureRollsBack(t *testing.T) {
 	d, _, err := f.b.GetDesired(t.Context(), "counter", "")
 	require.NoError(t, err)
 	require.Equal(t, loader.DigestOf(v1), d.Digest, "desired state restored")
+	// A later `mcpreload-publisher rollback` must not pick the undone v2.
+	_, _, err = publisher.RollbackTarget(t.Context(), f.b, "counter")
+	require.ErrorIs(t, err, publisher.ErrNoPrevious)
 }
 
 // TestFleetLocalReloadsOneNode: strategy local changes the named node only

@@ -181,6 +181,9 @@ type Desired struct {
 	Digest  string    `json:"digest"`
 	Saga    string    `json:"saga,omitempty"`
 	Updated time.Time `json:"updated"`
+	// Compensation is set when a saga's rollback wrote this value back:
+	// the digest written just before it (the saga's own) was undone.
+	Compensation bool `json:"compensation,omitempty"`
 }
 
 // Presence is the value of a node's key in the nodes bucket.

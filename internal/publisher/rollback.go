@@ -34,8 +34,9 @@ type RollbackOptions struct {
 }
 
 // RollbackTarget returns the module's current fleet-wide desired digest
-// ("" if none) and the previous distinct one, read from the desired key's
-// history (the bucket keeps 16 revisions; deletions are skipped). It fails
+// ("" if none) and the previous distinct one that was kept, read from the
+// desired key's history (the bucket keeps 16 revisions; deletions are
+// skipped, and so is a digest a saga's compensation undid). It fails
 // with ErrNoPrevious if the history holds no other digest.
 func RollbackTarget(ctx context.Context, b *bus.Bus, module string) (current, previous string, err error) {
 	if err := validModule(module); err != nil {
@@ -53,13 +54,21 @@ func RollbackTarget(ctx context.Context, b *bus.Bus, module string) (current, pr
 	if err != nil {
 		return current, "", natsErr(fmt.Errorf("desired history of %s: %w", module, err))
 	}
+	undone := false // the newer entry undid this one
 	for i := len(hist) - 1; i >= 0; i-- {
 		e := hist[i]
 		if e.Operation() != jetstream.KeyValuePut {
+			undone = false
 			continue
 		}
 		var h bus.Desired
-		if json.Unmarshal(e.Value(), &h) != nil || h.Digest == "" || h.Digest == current {
+		if json.Unmarshal(e.Value(), &h) != nil {
+			undone = false
+			continue
+		}
+		skip := undone
+		undone = h.Compensation
+		if skip || h.Digest == "" || h.Digest == current {
 			continue
 		}
 		return current, h.Digest, nil

@@ -1,8 +1,9 @@
 // Command demo runs mcpreload's main job on one machine, with real
 // processes: a node with an embedded NATS server and an orchestrator, two
 // more nodes joining it, and the publisher reloading the counter tool
-// across the three while an MCP client shows its state surviving. Then a
-// broken version is refused and the fleet stays as it was. make demo runs it.
+// across the three while an MCP client shows its state surviving. Then
+// broken versions are refused and the fleet stays as it was, and the fleet
+// is rolled back to v1 with its state. make demo runs it.
 package main
 
 import (
@@ -161,6 +162,18 @@ func (d *demo) run(ctx context.Context) error {
 		d.say("%s: counter_get -> %s (still v2, count intact: %d + 1)", n.name, text, 10*(i+1))
 	}
 
+	d.step("Roll the fleet back to v1 (a saga to the previous desired version; v1 migrates v2's state down)")
+	if err := d.publisher(ctx, 0, "rollback", "--module", "counter"); err != nil {
+		return err
+	}
+	for i, n := range d.nodes {
+		text, err := callTool(ctx, n.mcp, "counter_get", nil)
+		if err != nil {
+			return err
+		}
+		d.say("%s: counter_get -> %s (back on v1, count carried down: %d + 1)", n.name, text, 10*(i+1))
+	}
+
 	d.step("Check that the fleet is consistent: every node serves the desired version")
 	if err := d.publisher(ctx, 0, "status"); err != nil {
 		return err
@@ -168,7 +181,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.publisher(ctx, 0, "history"); err != nil {
 		return err
 	}
-	fmt.Printf("\nDone in %.1fs: 3 nodes, 2 committed reloads with state kept, 2 broken builds refused, fleet consistent.\n", time.Since(d.start).Seconds())
+	fmt.Printf("\nDone in %.1fs: 3 nodes, a reload and a rollback with state kept, 2 broken builds refused, fleet consistent.\n", time.Since(d.start).Seconds())
 	return nil
 }
 
