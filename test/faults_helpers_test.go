@@ -117,22 +117,22 @@ func startFaultProc(tb testing.TB, id, dataDir string, extra ...string) *faultPr
 	p := &faultProc{id: id, logs: logs, cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait() // returns once stderr is copied to the sink
-		_ = logs.pw.Close()
+		logs.Close()
 		close(p.exited)
 	}()
 	tb.Cleanup(func() {
 		p.kill()
-		<-logs.done
+		logs.Close()
 		if tb.Failed() && os.Getenv("MCPRELOAD_TEST_LOGS") != "" {
-			for _, l := range logs.all() {
+			for _, l := range logs.Lines() {
 				b, _ := json.Marshal(l)
 				tb.Logf("process %s: %s", id, b)
 			}
 		}
 	})
-	_, line := logs.wait(tb, 0, 60*time.Second, msg("serving MCP over streamable HTTP"))
+	_, line := logs.Wait(tb, 0, 60*time.Second, msg("serving MCP over streamable HTTP"))
 	p.url = strings.TrimSuffix(line["addr"].(string), "/mcp")
-	logs.wait(tb, 0, 60*time.Second, msg("node ready"))
+	logs.Wait(tb, 0, 60*time.Second, msg("node ready"))
 	return p
 }
 
@@ -141,20 +141,20 @@ func startFaultProc(tb testing.TB, id, dataDir string, extra ...string) *faultPr
 func (p *faultProc) kill() {
 	select {
 	case <-p.exited:
-		<-p.logs.done
+		p.logs.Close()
 		return
 	default:
 	}
 	_ = p.cmd.Process.Kill()
 	<-p.exited
-	<-p.logs.done // every line it wrote is parsed
+	p.logs.Close() // every line it wrote is parsed
 }
 
 // faultProcNode starts a fleet node process on f's server.
 func (f *fleet) faultProcNode(tb testing.TB, id, dataDir string, extra ...string) *faultProc {
 	tb.Helper()
 	p := startFaultProc(tb, id, dataDir, append([]string{"--nats-url", f.srv.ClientURL()}, extra...)...)
-	p.logs.wait(tb, 0, 30*time.Second, msg("joined the fleet"))
+	p.logs.Wait(tb, 0, 30*time.Second, msg("joined the fleet"))
 	return p
 }
 
@@ -193,13 +193,6 @@ func (f *fleet) faultGhost(tb testing.TB, id string) (stop func()) {
 	}
 	tb.Cleanup(stop)
 	return stop
-}
-
-// all returns a copy of the lines logged so far.
-func (s *logSink) all() []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.lines)
 }
 
 // faultTiny returns a stateless tiny module with the given version string
@@ -386,7 +379,7 @@ func (f *fleet) faultSettled(tb testing.TB, module string) {
 // logged switching to is a digest no MCP client of that node was served.
 func faultServed(s *logSink, module string, versions map[string]string) []string {
 	var out []string
-	for _, l := range s.all() {
+	for _, l := range s.Lines() {
 		if l["module"] != module {
 			continue
 		}
@@ -710,7 +703,7 @@ func (c *faultCluster) node(tb testing.TB, id, urls string, extra ...string) *ru
 	tb.Helper()
 	args := append([]string{"--id", id, "--nats-url", urls, "--replicas", "3", "--presence-ttl", "3s", "--lease", "2s"}, extra...)
 	n := startNode(tb, args...)
-	n.logs.wait(tb, 0, 60*time.Second, msg("joined the fleet"))
+	n.logs.Wait(tb, 0, 60*time.Second, msg("joined the fleet"))
 	return n
 }
 

@@ -203,7 +203,7 @@ func TestFaultCommitAckLost(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("q never acked its commit")
 	}
-	q.logs.wait(t, 0, 10*time.Second, msg("module reloaded", "module", "tiny", "digest", d2))
+	q.logs.Wait(t, 0, 10*time.Second, msg("module reloaded", "module", "tiny", "digest", d2))
 
 	rb := f.waitCommand(t, id, events.PhaseRollback)
 	require.ElementsMatch(t, []string{"q", "ghost"}, rb.Targets)

@@ -127,7 +127,7 @@ func TestFaultNodeKilledAfterCommitAck(t *testing.T) {
 	require.Equal(t, uint64(1), f.countOutcomes(t, id), "exactly one outcome")
 
 	p := x.restartP(t)
-	p.logs.wait(t, 0, 10*time.Second, msg("serving cached module", "module", "tiny", "digest", x.d2))
+	p.logs.Wait(t, 0, 10*time.Second, msg("serving cached module", "module", "tiny", "digest", x.d2))
 	f.faultConsistent(t, "tiny", x.d2, "o", "n2", "p")
 
 	require.Equal(t, []string{x.d1, x.d2}, faultServed(x.p.logs, "tiny", x.versions), "p before it died")

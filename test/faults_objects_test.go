@@ -67,7 +67,7 @@ func TestFaultObjectGoneBeforeLateNodeReconciles(t *testing.T) {
 			nodes = append(nodes, f.node(t, "fresh"))
 		}
 		for _, n := range nodes {
-			_, line := n.logs.wait(t, 0, 30*time.Second, msg("reconcile: cannot fetch the desired version; still serving the current one", "module", "tiny", "digest", d2))
+			_, line := n.logs.Wait(t, 0, 30*time.Second, msg("reconcile: cannot fetch the desired version; still serving the current one", "module", "tiny", "digest", d2))
 			require.Contains(t, line["error"], reason.Error())
 		}
 		if fresh {

@@ -80,16 +80,16 @@ func TestFaultOrchestratorKilled(t *testing.T) {
 			module := []string{"ma", "mb", "mc", "md", "me"}[i]
 			wasm, digest := faultTiny("1", module+"_tool")
 			o1 := f.faultProcNode(t, "o1", faultDataDir(t), "--orchestrator")
-			o1.logs.wait(t, 0, 30*time.Second, msg("orchestrator running"))
+			o1.logs.Wait(t, 0, 30*time.Second, msg("orchestrator running"))
 			f.faultGhost(t, "ghost")
 			s := sagaRef{f.faultRequest(t, module, wasm, events.StrategyAll, 30*time.Second, "n2", "ghost"), module, digest}
 			id := s.id
 			tc.kill(t, s, o1)
-			require.True(t, o1.logs.hasSaga(id), "o1, the only orchestrator, took the request")
+			require.True(t, hasSaga(o1.logs, id), "o1, the only orchestrator, took the request")
 
 			o2 := f.node(t, "o2", "--orchestrator")
 			if tc.resumed {
-				o2.logs.wait(t, 0, 30*time.Second, msg("saga started", "saga", id))
+				o2.logs.Wait(t, 0, 30*time.Second, msg("saga started", "saga", id))
 			}
 			// The ghost now answers every phase; an ack the saga already
 			// has is ignored.
@@ -102,7 +102,7 @@ func TestFaultOrchestratorKilled(t *testing.T) {
 			require.Equal(t, events.ResultCommitted, out.Result, out.Reason)
 			require.Equal(t, map[string]string{"n2": "committed", "ghost": "committed"}, faultStates(out))
 			f.faultSettled(t, module)
-			t.Logf("o2 resumed the saga: %v", o2.logs.hasSaga(id))
+			t.Logf("o2 resumed the saga: %v", hasSaga(o2.logs, id))
 			require.Equal(t, uint64(1), f.countOutcomes(t, id), "exactly one outcome")
 			e, err := f.b.State.Get(context.Background(), id)
 			require.NoError(t, err)
@@ -137,7 +137,7 @@ func TestFaultOrchestratorKilledBeforePersistingState(t *testing.T) {
 	f.node(t, "n2")
 	px := newFaultProxy(t, f.srv.Addr().String())
 	o1 := f.faultProcNode(t, "o1", faultDataDir(t), "--orchestrator", "--nats-url", px.url())
-	o1.logs.wait(t, 0, 30*time.Second, msg("orchestrator running"))
+	o1.logs.Wait(t, 0, 30*time.Second, msg("orchestrator running"))
 	f.waitLive(t, "n2", "o1")
 	wasm, digest := faultTiny("1", "tiny")
 

@@ -38,7 +38,7 @@ func (f *fleet) node(tb testing.TB, id string, extra ...string) *runningNode {
 	tb.Helper()
 	args := append([]string{"--id", id, "--nats-url", f.srv.ClientURL(), "--presence-ttl", "3s", "--lease", "2s"}, extra...)
 	n := startNode(tb, args...)
-	n.logs.wait(tb, 0, 30*time.Second, msg("joined the fleet"))
+	n.logs.Wait(tb, 0, 30*time.Second, msg("joined the fleet"))
 	return n
 }
 

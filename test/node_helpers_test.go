@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -20,84 +19,13 @@ import (
 	"github.com/mcpreload/mcpreload/internal/testutil"
 )
 
-// logSink collects a node's JSON log lines and lets tests wait for one.
-type logSink struct {
-	mu    sync.Mutex
-	lines []map[string]any
-	wake  chan struct{}
-	pw    *io.PipeWriter
-	done  chan struct{}
-}
+// logSink collects a node's JSON log lines (see testutil.LogSink).
+type logSink = testutil.LogSink
 
-func newLogSink() *logSink {
-	pr, pw := io.Pipe()
-	s := &logSink{wake: make(chan struct{}), pw: pw, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) != nil {
-				m = map[string]any{"message": sc.Text()}
-			}
-			s.mu.Lock()
-			s.lines = append(s.lines, m)
-			close(s.wake)
-			s.wake = make(chan struct{})
-			s.mu.Unlock()
-		}
-	}()
-	return s
-}
-
-func (s *logSink) Write(p []byte) (int, error) { return s.pw.Write(p) }
-
-// wait returns the first log line (from index `from` on) for which match
-// is true, failing the test after timeout. It returns the line's index.
-func (s *logSink) wait(tb testing.TB, from int, timeout time.Duration, match func(map[string]any) bool) (int, map[string]any) {
-	tb.Helper()
-	deadline := time.After(timeout)
-	for {
-		s.mu.Lock()
-		for i := from; i < len(s.lines); i++ {
-			if match(s.lines[i]) {
-				l := s.lines[i]
-				s.mu.Unlock()
-				return i, l
-			}
-		}
-		from = len(s.lines)
-		wake := s.wake
-		s.mu.Unlock()
-		select {
-		case <-wake:
-		case <-deadline:
-			tb.Fatalf("no matching log line within %v", timeout)
-		}
-	}
-}
-
-func (s *logSink) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.lines)
-}
+func newLogSink() *logSink { return testutil.NewLogSink() }
 
 // msg matches log lines by message and fields.
-func msg(text string, fields ...string) func(map[string]any) bool {
-	return func(m map[string]any) bool {
-		if m["message"] != text {
-			return false
-		}
-		for i := 0; i+1 < len(fields); i += 2 {
-			if m[fields[i]] != fields[i+1] {
-				return false
-			}
-		}
-		return true
-	}
-}
+var msg = testutil.Msg
 
 // runningNode is a node started through node.Main.
 type runningNode struct {
@@ -123,29 +51,26 @@ func startNode(tb testing.TB, args ...string) *runningNode {
 	go func() {
 		exit <- node.Main(ctx, args, func(string) string { return "" }, strings.NewReader(""), io.Discard, logs)
 	}()
-	_, line := logs.wait(tb, 0, 60*time.Second, msg("serving MCP over streamable HTTP"))
+	_, line := logs.Wait(tb, 0, 60*time.Second, msg("serving MCP over streamable HTTP"))
 	url := strings.TrimSuffix(line["addr"].(string), "/mcp")
-	logs.wait(tb, 0, 60*time.Second, msg("node ready"))
+	logs.Wait(tb, 0, 60*time.Second, msg("node ready"))
 	var once sync.Once
 	code := -1
 	stop := func() int {
 		once.Do(func() {
 			cancel()
 			code = <-exit
-			_ = logs.pw.Close()
-			<-logs.done
+			logs.Close()
 		})
 		return code
 	}
 	tb.Cleanup(func() {
 		stop()
 		if tb.Failed() && os.Getenv("MCPRELOAD_TEST_LOGS") != "" {
-			logs.mu.Lock()
-			for _, l := range logs.lines {
+			for _, l := range logs.Lines() {
 				b, _ := json.Marshal(l)
 				tb.Logf("%s: %s", args, b)
 			}
-			logs.mu.Unlock()
 		}
 	})
 	return &runningNode{url: url, logs: logs, stop: stop}
@@ -240,10 +165,8 @@ func httpGet(tb testing.TB, url string) (int, string) {
 }
 
 // hasSaga reports whether a "saga started" line for id was logged.
-func (s *logSink) hasSaga(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.lines {
+func hasSaga(s *logSink, id string) bool {
+	for _, l := range s.Lines() {
 		if l["message"] == "saga started" && l["saga"] == id {
 			return true
 		}

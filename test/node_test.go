@@ -63,13 +63,13 @@ func TestWatchReloads(t *testing.T) {
 	}
 
 	reloaded := func(from int, name string) int {
-		i, _ := n.logs.wait(t, from, 60*time.Second, msg("module reloaded", "module", "counter", "digest", loader.DigestOf(testutil.Wasm(t, name))))
+		i, _ := n.logs.Wait(t, from, 60*time.Second, msg("module reloaded", "module", "counter", "digest", loader.DigestOf(testutil.Wasm(t, name))))
 		return i
 	}
 
 	// v2: same tool definitions, new state shape. State migrates; the tool
 	// list is unchanged, so no notification.
-	from := n.logs.len()
+	from := n.logs.Len()
 	place(t, dir, "counter.wasm", testutil.Wasm(t, "counter-v2"))
 	from = reloaded(from, "counter-v2")
 	require.Equal(t, "6", c.callText(t, "counter_increment", nil))
@@ -84,7 +84,7 @@ func TestWatchReloads(t *testing.T) {
 
 	// Garbage: rejected with the reason in the log; v3 keeps serving.
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "counter.wasm"), []byte("garbage, not wasm"), 0o644))
-	_, line := n.logs.wait(t, from, 30*time.Second, msg("module rejected; the previous version keeps serving", "module", "counter"))
+	_, line := n.logs.Wait(t, from, 30*time.Second, msg("module rejected; the previous version keeps serving", "module", "counter"))
 	require.Equal(t, "invalid_wasm", line["code"])
 	require.Contains(t, line["error"], "invalid magic number")
 	require.Equal(t, "8", c.callText(t, "counter_increment", nil))
@@ -151,14 +151,14 @@ func TestConcurrentCallsDuringReloads(t *testing.T) {
 		})
 	}
 	close(start)
-	from := n.logs.len()
+	from := n.logs.Len()
 	for i := range 20 {
 		w, name := v2, "2"
 		if i%2 == 1 {
 			w, name = v1, "1"
 		}
 		place(t, dir, "flip.wasm", w)
-		from, _ = n.logs.wait(t, from, 30*time.Second, msg("module reloaded", "module", "flip", "to", name))
+		from, _ = n.logs.Wait(t, from, 30*time.Second, msg("module reloaded", "module", "flip", "to", name))
 		from++
 	}
 	close(reloadsDone)

@@ -28,13 +28,13 @@ func TestOrchestratorTakeover(t *testing.T) {
 	require.Equal(t, []string{"ghost"}, cmd.Targets)
 
 	// Stop whichever orchestrator owns the saga.
-	require.Eventually(t, func() bool { return o1.logs.hasSaga(id) || o2.logs.hasSaga(id) }, 30*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return hasSaga(o1.logs, id) || hasSaga(o2.logs, id) }, 30*time.Second, time.Millisecond)
 	owner, other := o1, o2
-	if o2.logs.hasSaga(id) {
+	if hasSaga(o2.logs, id) {
 		owner, other = o2, o1
 	}
 	require.Equal(t, 0, owner.stop())
-	other.logs.wait(t, 0, 30*time.Second, msg("saga started", "saga", id, "phase", "preparing"))
+	other.logs.Wait(t, 0, 30*time.Second, msg("saga started", "saga", id, "phase", "preparing"))
 
 	// The ghost answers only now, to the new owner.
 	f.ack(t, events.Ack{Saga: id, Node: "ghost", Module: "tiny", Phase: events.PhasePrepare, Digest: loader.DigestOf(wasm), OK: true})

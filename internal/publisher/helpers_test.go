@@ -1,7 +1,6 @@
 package publisher_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -51,7 +50,7 @@ func (f *fleet) node(tb testing.TB, id string, extra ...string) *runningNode {
 	tb.Helper()
 	args := append([]string{"--id", id, "--nats-url", f.url(), "--presence-ttl", "3s", "--lease", "2s"}, extra...)
 	n := startNode(tb, args...)
-	n.logs.wait(tb, 30*time.Second, "joined the fleet")
+	n.logs.Wait(tb, 0, 30*time.Second, testutil.Msg("joined the fleet"))
 	return n
 }
 
@@ -72,69 +71,9 @@ func (f *fleet) waitLive(tb testing.TB, ids ...string) {
 	}, 30*time.Second, 10*time.Millisecond)
 }
 
-// logSink collects a node's JSON log lines and lets tests wait for one.
-type logSink struct {
-	mu    sync.Mutex
-	lines []map[string]any
-	wake  chan struct{}
-	pw    *io.PipeWriter
-	done  chan struct{}
-}
-
-func newLogSink() *logSink {
-	pr, pw := io.Pipe()
-	s := &logSink{wake: make(chan struct{}), pw: pw, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) != nil {
-				m = map[string]any{"message": sc.Text()}
-			}
-			s.mu.Lock()
-			s.lines = append(s.lines, m)
-			close(s.wake)
-			s.wake = make(chan struct{})
-			s.mu.Unlock()
-		}
-		_, _ = io.Copy(io.Discard, pr)
-	}()
-	return s
-}
-
-func (s *logSink) Write(p []byte) (int, error) { return s.pw.Write(p) }
-
-// wait returns the first log line whose message is text, failing the test
-// after timeout.
-func (s *logSink) wait(tb testing.TB, timeout time.Duration, text string) map[string]any {
-	tb.Helper()
-	deadline := time.After(timeout)
-	from := 0
-	for {
-		s.mu.Lock()
-		for i := from; i < len(s.lines); i++ {
-			if s.lines[i]["message"] == text {
-				l := s.lines[i]
-				s.mu.Unlock()
-				return l
-			}
-		}
-		from = len(s.lines)
-		wake := s.wake
-		s.mu.Unlock()
-		select {
-		case <-wake:
-		case <-deadline:
-			tb.Fatalf("no log line %q within %v", text, timeout)
-		}
-	}
-}
-
 // runningNode is a node started through node.Main.
 type runningNode struct {
-	logs *logSink
+	logs *testutil.LogSink
 	stop func() int
 }
 
@@ -143,7 +82,7 @@ type runningNode struct {
 // ready. The node is stopped when the test ends.
 func startNode(tb testing.TB, args ...string) *runningNode {
 	tb.Helper()
-	logs := newLogSink()
+	logs := testutil.NewLogSink()
 	ctx, cancel := context.WithCancel(context.Background())
 	dataDir := tb.TempDir()
 	cache := filepath.Join(dataDir, "cache")
@@ -154,15 +93,14 @@ func startNode(tb testing.TB, args ...string) *runningNode {
 	go func() {
 		exit <- node.Main(ctx, args, func(string) string { return "" }, strings.NewReader(""), io.Discard, logs)
 	}()
-	logs.wait(tb, 60*time.Second, "node ready")
+	logs.Wait(tb, 0, 60*time.Second, testutil.Msg("node ready"))
 	var once sync.Once
 	code := -1
 	stop := func() int {
 		once.Do(func() {
 			cancel()
 			code = <-exit
-			_ = logs.pw.Close()
-			<-logs.done
+			logs.Close()
 		})
 		return code
 	}
