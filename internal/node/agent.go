@@ -364,14 +364,14 @@ func (a *agent) reconcile(ctx context.Context, module string) {
 	log := a.log.With().Str("module", module).Str("digest", want.Digest).Str("from", have).Logger()
 	wasm, err := a.fetchUntil(ctx, want.Digest, time.Now().Add(10*time.Second))
 	if err != nil {
-		log.Error().Err(err).Msg("reconcile: cannot fetch the desired version; still serving the current one")
+		log.Error().Err(err).Str("code", fetchCode(err)).Msg("reconcile: cannot fetch the desired version; still serving the current one")
 		if !bus.Permanent(err) {
 			a.retryReconcile(module)
 		}
 		return
 	}
 	if _, err := a.n.Reload(ctx, module, wasm, want.Digest); err != nil {
-		log.Error().Err(err).Msg("reconcile: the desired version does not load here; still serving the current one")
+		log.Error().Err(err).Str("code", loader.Code(err)).Msg("reconcile: the desired version does not load here; still serving the current one")
 		return
 	}
 	log.Info().Msg("reconciled to the desired version")
@@ -610,6 +610,8 @@ func (a *agent) rollbackTo(ctx context.Context, module, digest string) error {
 		if err := a.n.loader.Unload(ctx, module); err != nil {
 			return err
 		}
+		a.n.metrics.reloads.WithLabelValues(module, "unloaded").Inc()
+		a.log.Info().Str("module", module).Str("from", cur.Digest).Msg("rolled back to no version: module unloaded")
 		a.n.onChange(module)
 		return nil
 	case old != nil && old.Digest == digest:
@@ -618,7 +620,8 @@ func (a *agent) rollbackTo(ctx context.Context, module, digest string) error {
 			return err
 		}
 		a.n.metrics.reloads.WithLabelValues(module, "rolled_back").Inc()
-		a.log.Info().Str("module", module).Str("to", res.To.Version).Bool("migrated", res.Migrated).Msg("rolled back")
+		a.log.Info().Str("module", module).Str("digest", res.To.Digest).Str("from", res.From.Digest).Str("to", res.To.Version).
+			Bool("migrated", res.Migrated).Msg("rolled back")
 		return a.n.publish(module)
 	}
 	wasm, err := a.fetch(ctx, digest)
