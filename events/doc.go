@@ -57,10 +57,11 @@
 //     event.MarshalJSON directly so data keeps its bytes. Data that is not
 //     UTF-8 and not JSON goes into data_base64.
 //   - MaxEventBytes (64 KiB) bounds the payload plus the encoded header
-//     block (the size NATS itself limits), checked before any parsing. Modules travel in the object store, never in
-//     events, so real events are a few hundred bytes.
+//     block (the size NATS itself limits), checked before any parsing.
+//     Modules travel in the object store; only a prepare command may carry a
+//     small one (at most MaxInlineBytes) inline.
 //   - Payload JSON allows unknown fields, so producers can add fields without
 //     breaking older consumers; required fields are enforced by Validate.
-//   - The digest check (validDigest) duplicates loader.ValidateDigest because
-//     importing loader would pull wazero into every events user.
+//   - Names and digests are checked with internal/names, the rules the
+//     loader uses too (events does not import loader, which pulls in wazero).
 package events

@@ -6,20 +6,22 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/mcpreload/mcpreload/internal/names"
 )
 
 // Limits on the names that travel in payloads and subjects.
 const (
 	// MaxModuleNameLen is the longest module name: [A-Za-z0-9_-]{1,64}.
-	MaxModuleNameLen = 64
+	MaxModuleNameLen = names.MaxModule
 	// MaxNodeIDLen is the longest node id: [A-Za-z0-9_-]{1,128}.
-	MaxNodeIDLen = 128
+	MaxNodeIDLen = names.MaxNode
 	// MaxIDLen is the longest event (and saga) id ValidateID accepts.
 	MaxIDLen = 128
 )
 
 // digestPrefix starts every module digest.
-const digestPrefix = "sha256:"
+const digestPrefix = names.DigestPrefix
 
 // ValidateID reports whether id can be an event id that doubles as a saga id
 // and hence as one NATS subject token: 1..MaxIDLen bytes of UTF-8 without
@@ -104,22 +106,9 @@ func checkNodes(field string, nodes []string) error {
 	return nil
 }
 
-// validDigest reports whether s is a module digest: "sha256:" and 64
-// lowercase hex digits. It mirrors loader.ValidateDigest, which events must
-// not import (loader pulls in wazero).
-func validDigest(s string) bool {
-	h, ok := strings.CutPrefix(s, digestPrefix)
-	if !ok || len(h) != 64 {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
+// validDigest reports whether s is a module digest (internal/names, shared
+// with the loader).
+func validDigest(s string) bool { return names.Digest(s) }
 
 // checkDigest validates a required digest; field names it in messages.
 func checkDigest(field, s string) error {

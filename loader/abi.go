@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/mcpreload/mcpreload/internal/names"
 )
 
 // ABI v1 export names.
@@ -135,8 +136,6 @@ type description struct {
 	Tools     []Tool
 }
 
-var toolNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
-
 // parseDescribe validates and parses mcpr_describe's JSON.
 func parseDescribe(b []byte) (description, error) {
 	var raw struct {
@@ -171,7 +170,7 @@ func parseDescribe(b []byte) (description, error) {
 		if err := json.Unmarshal(rt, &t); err != nil {
 			return d, fmt.Errorf("tools[%d]: not a tool object: %w", i, err)
 		}
-		if !toolNameRE.MatchString(t.Name) {
+		if !names.Tool(t.Name) {
 			return d, fmt.Errorf("tools[%d]: name %q must be 1-128 characters, each a letter, digit, _, - or a dot", i, t.Name)
 		}
 		if seen[t.Name] {

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/mcpreload/mcpreload/internal/names"
 )
 
 func TestParseCallResult(t *testing.T) {
@@ -79,7 +81,7 @@ func FuzzParseDescribe(f *testing.F) {
 		require.NotEmpty(t, d.Tools)
 		seen := map[string]bool{}
 		for _, tool := range d.Tools {
-			require.Regexp(t, toolNameRE, tool.Name)
+			require.True(t, names.Tool(tool.Name), tool.Name)
 			require.False(t, seen[tool.Name])
 			seen[tool.Name] = true
 			require.True(t, json.Valid(tool.InputSchema))

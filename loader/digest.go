@@ -5,11 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"strings"
+
+	"github.com/mcpreload/mcpreload/internal/names"
 )
 
 // DigestPrefix starts every digest string.
-const DigestPrefix = "sha256:"
+const DigestPrefix = names.DigestPrefix
 
 // DigestOf returns the identity of a module version: "sha256:" followed by
 // the 64 lowercase hex digits of the SHA-256 of its bytes.
@@ -29,17 +30,8 @@ func MD5Of(b []byte) string {
 // ValidateDigest reports whether s is a well-formed digest: "sha256:" and 64
 // lowercase hex digits.
 func ValidateDigest(s string) error {
-	hexPart, ok := strings.CutPrefix(s, DigestPrefix)
-	if !ok {
+	if !names.Digest(s) {
 		return fmt.Errorf("digest %q: want %s<64 lowercase hex digits>", s, DigestPrefix)
-	}
-	if len(hexPart) != 64 {
-		return fmt.Errorf("digest %q: want 64 hex digits, got %d", s, len(hexPart))
-	}
-	for _, c := range hexPart {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return fmt.Errorf("digest %q: %q is not a lowercase hex digit", s, c)
-		}
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/mcpreload/mcpreload/internal/names"
 )
 
 // Loader holds the loaded versions of every module and routes tool calls to
@@ -112,12 +113,10 @@ func (l *Loader) Close(ctx context.Context) error {
 	return errors.Join(err, l.cache.Close(ctx))
 }
 
-var moduleNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
 // ValidateModuleName reports whether name is a valid module name: 1 to 64
 // characters of A-Z a-z 0-9 _ -.
 func ValidateModuleName(name string) error {
-	if !moduleNameRE.MatchString(name) {
+	if !names.Module(name) {
 		return &Error{Op: "validate", Module: fmt.Sprintf("%q", name), Stage: StageValidate, Kind: ErrInvalidModuleName,
 			Detail: "use 1 to 64 characters of A-Z a-z 0-9 _ -"}
 	}

@@ -8,10 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/mcpreload/mcpreload/internal/names"
 )
 
 // DigestPrefix starts every digest string the registry computes.
@@ -21,9 +22,6 @@ const DigestPrefix = "sha256:"
 // definition digest: it carries data for machines, not the definition a
 // client lists.
 const metaKey = "_meta"
-
-// toolNameRE is the MCP tool-name rule the loader enforces too.
-var toolNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 
 // DefinitionDigest returns the identity of what an MCP client sees of a tool:
 // "sha256:" followed by the 64 lowercase hex digits of the SHA-256 of the
@@ -76,7 +74,7 @@ func parseDefinition(def []byte) (name, digest string, err error) {
 	if !ok {
 		return "", "", fmt.Errorf(`%w: "name" must be a string, got %s`, ErrInvalidDefinition, kindOf(raw))
 	}
-	if !toolNameRE.MatchString(name) {
+	if !names.Tool(name) {
 		return "", "", fmt.Errorf(`%w: name %q: use 1 to 128 characters of A-Z a-z 0-9 and "_", "-", "."`, ErrInvalidDefinition, name)
 	}
 	sum := sha256.Sum256(encodeCanonical(obj.without(metaKey)))

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/mcpreload/mcpreload/events"
 	"github.com/mcpreload/mcpreload/internal/bus"
+	"github.com/mcpreload/mcpreload/internal/names"
 )
 
 // Defaults of Config.
@@ -212,10 +212,10 @@ func (o *Orchestrator) reject(ctx context.Context, m jetstream.Msg, id string, e
 			Digest string `json:"digest"`
 		}
 		if json.Unmarshal(m.Data(), &rr) == nil {
-			if moduleNameRE.MatchString(rr.Module) {
+			if names.Module(rr.Module) {
 				out.Module = rr.Module
 			}
-			if digestRE.MatchString(rr.Digest) {
+			if names.Digest(rr.Digest) {
 				out.Digest = rr.Digest
 			}
 		}
@@ -223,11 +223,6 @@ func (o *Orchestrator) reject(ctx context.Context, m jetstream.Msg, id string, e
 	}
 	_ = m.TermWithReason(err.Error())
 }
-
-var (
-	moduleNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	digestRE     = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-)
 
 // lock takes the module's lock for saga id; false if another saga holds it.
 func (o *Orchestrator) lock(ctx context.Context, module, id string) (bool, error) {

@@ -7,10 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
+	"github.com/mcpreload/mcpreload/internal/names"
 	"github.com/mcpreload/mcpreload/loader"
 )
 
@@ -127,7 +127,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 
 func (c Config) validate() error {
 	var errs []error
-	if !nodeIDRE.MatchString(c.ID) {
+	if !names.Node(c.ID) {
 		errs = append(errs, fmt.Errorf("--id %q: use 1 to 128 characters of A-Z a-z 0-9 _ - (the id is a NATS subject token)", c.ID))
 	}
 	if c.CallTimeout <= 0 || c.DrainTimeout <= 0 || c.ShutdownTimeout <= 0 || c.WatchDebounce < 0 {
@@ -166,8 +166,6 @@ func (c Config) validate() error {
 	}
 	return errors.Join(errs...)
 }
-
-var nodeIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
 // defaultID is the host name, made a valid node id.
 func defaultID() string {
