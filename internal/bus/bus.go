@@ -42,7 +42,9 @@ type Options struct {
 	Prefix string
 	// Replicas of every stream and bucket (1, or 3 on a cluster).
 	Replicas int
-	// PresenceTTL is how long a node stays "live" after its last heartbeat.
+	// PresenceTTL is how long a node stays "live" after its last heartbeat;
+	// it applies when Open creates the nodes bucket (an existing bucket keeps
+	// its own, which Bus.PresenceTTL then reports).
 	PresenceTTL time.Duration
 }
 
@@ -164,6 +166,10 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 	if b.Nodes, err = kv(jetstream.KeyValueConfig{Bucket: n.NodesBucket, History: 1, TTL: o.PresenceTTL,
 		Description: "live nodes and the digests they serve"}); err != nil {
 		return nil, err
+	}
+	// The bucket that exists decides (it may predate these options).
+	if st, err := b.Nodes.Status(ctx); err == nil && st.TTL() > 0 {
+		b.PresenceTTL = st.TTL()
 	}
 	if b.State, err = kv(jetstream.KeyValueConfig{Bucket: n.StateBucket, History: 1, TTL: DefaultHistory,
 		Description: "saga state, compare-and-set by the owning orchestrator"}); err != nil {

@@ -84,60 +84,18 @@ func RedactURL(urls string) string {
 
 // Open binds to the mcpreload streams, object store and buckets under
 // prefix ("" = events.DefaultPrefix) as they exist, without changing their
-// configuration: nodes create them with their --replicas and
-// --presence-ttl, and re-declaring them from here (bus.Open with defaults)
-// would reset both. Only when some resource is missing (a fresh NATS
-// deployment) does Open create them, through bus.Open with one replica.
-// Bus.PresenceTTL is read from the nodes bucket. Errors match ErrNATS.
+// configuration (bus.Open creates only what is missing, on a fresh NATS
+// deployment). Bus.PresenceTTL is the nodes bucket's. Errors match ErrNATS.
 func Open(ctx context.Context, nc *nats.Conn, prefix string) (*bus.Bus, error) {
 	subj := events.Subjects{Prefix: prefix}
 	if err := subj.Validate(); err != nil {
 		return nil, withKind(ErrInvalidRequest, err)
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, natsErr(err)
-	}
-	b := &bus.Bus{NC: nc, JS: js, Subjects: subj, Names: bus.NamesFor(prefix)}
-	err = bind(ctx, js, b)
-	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
-		b, err = bus.Open(ctx, nc, bus.Options{Prefix: prefix})
-	}
+	b, err := bus.Open(ctx, nc, bus.Options{Prefix: prefix})
 	if err != nil {
 		return nil, natsErr(jetStreamHint(err))
 	}
 	return b, nil
-}
-
-func bind(ctx context.Context, js jetstream.JetStream, b *bus.Bus) error {
-	n := b.Names
-	var err error
-	if b.Requests, err = js.Stream(ctx, n.RequestStream); err != nil {
-		return fmt.Errorf("stream %s: %w", n.RequestStream, err)
-	}
-	if b.Sagas, err = js.Stream(ctx, n.SagaStream); err != nil {
-		return fmt.Errorf("stream %s: %w", n.SagaStream, err)
-	}
-	if b.Modules, err = js.ObjectStore(ctx, n.ModulesBucket); err != nil {
-		return fmt.Errorf("object store %s: %w", n.ModulesBucket, err)
-	}
-	for _, kv := range []struct {
-		name string
-		dst  *jetstream.KeyValue
-	}{{n.DesiredBucket, &b.Desired}, {n.NodesBucket, &b.Nodes}, {n.StateBucket, &b.State}, {n.LocksBucket, &b.Locks}} {
-		if *kv.dst, err = js.KeyValue(ctx, kv.name); err != nil {
-			return fmt.Errorf("bucket %s: %w", kv.name, err)
-		}
-	}
-	st, err := b.Nodes.Status(ctx)
-	if err != nil {
-		return fmt.Errorf("bucket %s: %w", n.NodesBucket, err)
-	}
-	b.PresenceTTL = st.TTL()
-	if b.PresenceTTL == 0 {
-		b.PresenceTTL = bus.DefaultPresenceTTL
-	}
-	return nil
 }
 
 // jetStreamHint adds what to do to the common JetStream failures.
