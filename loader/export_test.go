@@ -1,9 +1,5 @@
 package loader
 
-// Compiles returns how many modules l has compiled (for tests proving that a
-// rollback does not recompile).
-func Compiles(l *Loader) int64 { return l.compiles.Load() }
-
 // InFlight returns the number of calls in flight on module's current version.
 func InFlight(l *Loader, module string) int {
 	l.mu.RLock()

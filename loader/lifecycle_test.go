@@ -73,7 +73,7 @@ func TestRollbackCarriesStateDown(t *testing.T) {
 	require.NoError(t, err)
 	load(t, l, "counter", testutil.Wasm(t, "counter-v2"))
 	require.Equal(t, "45", increment(t, l, 4))
-	compiles := loader.Compiles(l)
+	compiles := l.Compiles()
 
 	res, err := l.Rollback(ctx, "counter")
 	require.NoError(t, err)
@@ -81,7 +81,7 @@ func TestRollbackCarriesStateDown(t *testing.T) {
 	require.False(t, res.Restored)
 	require.Equal(t, "2.0.0", res.From.Version)
 	require.Equal(t, "1.0.0", res.To.Version)
-	require.Equal(t, compiles, loader.Compiles(l), "rollback must not compile")
+	require.Equal(t, compiles, l.Compiles(), "rollback must not compile")
 
 	cur, old, err := l.Versions("counter")
 	require.NoError(t, err)

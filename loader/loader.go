@@ -381,6 +381,10 @@ func (l *Loader) Tools() []ToolInfo {
 	return out
 }
 
+// Compiles returns how many modules the loader has compiled (a rollback
+// compiles nothing; a prepare compiles once, from the cache when warm).
+func (l *Loader) Compiles() int64 { return l.compiles.Load() }
+
 // ModuleStats is a point-in-time view of one module, for metrics.
 type ModuleStats struct {
 	Module     string
@@ -389,7 +393,6 @@ type ModuleStats struct {
 	OldDigest  string // "" when no old version is loaded
 	Instances  int    // live instances of the current and old versions
 	InFlight   int    // calls running or waiting on the current and old versions
-	Compiles   int64  // modules compiled by this loader so far (all modules)
 	Stateless  bool
 	ToolsCount int
 }
@@ -403,7 +406,7 @@ func (l *Loader) Stats() []ModuleStats {
 		if m.cur == nil {
 			continue
 		}
-		st := ModuleStats{Module: m.name, Digest: m.cur.digest, Version: m.cur.desc.Version, Compiles: l.compiles.Load(),
+		st := ModuleStats{Module: m.name, Digest: m.cur.digest, Version: m.cur.desc.Version,
 			Stateless: m.cur.desc.Stateless, ToolsCount: len(m.cur.desc.Tools)}
 		for _, v := range []*version{m.cur, m.old} {
 			if v != nil {

@@ -87,7 +87,6 @@ func (c *loaderCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *loaderCollector) Collect(ch chan<- prometheus.Metric) {
-	var compiles int64
 	for _, s := range c.l.Stats() {
 		ch <- prometheus.MustNewConstMetric(moduleInfoDesc, prometheus.GaugeValue, 1, s.Module, s.Version, s.Digest, "current")
 		if s.OldDigest != "" {
@@ -95,7 +94,6 @@ func (c *loaderCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(instancesDesc, prometheus.GaugeValue, float64(s.Instances), s.Module)
 		ch <- prometheus.MustNewConstMetric(inflightDesc, prometheus.GaugeValue, float64(s.InFlight), s.Module)
-		compiles = s.Compiles
 	}
-	ch <- prometheus.MustNewConstMetric(compilesDesc, prometheus.CounterValue, float64(compiles))
+	ch <- prometheus.MustNewConstMetric(compilesDesc, prometheus.CounterValue, float64(c.l.Compiles()))
 }
