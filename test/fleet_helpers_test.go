@@ -27,9 +27,7 @@ type fleet struct {
 func newFleet(tb testing.TB) *fleet {
 	tb.Helper()
 	s := natstest.Run(tb)
-	nc := s.Connect(tb)
-	b, err := bus.Open(context.Background(), nc, bus.Options{PresenceTTL: 3 * time.Second})
-	require.NoError(tb, err)
+	nc, b := s.OpenBus(tb, 3*time.Second)
 	return &fleet{srv: s, nc: nc, b: b}
 }
 
@@ -45,18 +43,7 @@ func (f *fleet) node(tb testing.TB, id string, extra ...string) *runningNode {
 // waitLive waits until exactly the given nodes are live.
 func (f *fleet) waitLive(tb testing.TB, ids ...string) {
 	tb.Helper()
-	require.Eventually(tb, func() bool {
-		live, err := f.b.LiveNodes(context.Background())
-		if err != nil || len(live) != len(ids) {
-			return false
-		}
-		for _, id := range ids {
-			if _, ok := live[id]; !ok {
-				return false
-			}
-		}
-		return true
-	}, 30*time.Second, 10*time.Millisecond)
+	natstest.WaitLive(tb, f.b, ids...)
 }
 
 // reload uploads wasm and publishes a reload request; it returns the saga id.

@@ -3,6 +3,7 @@
 package natstest
 
 import (
+	"context"
 	"net"
 	"testing"
 	"time"
@@ -10,6 +11,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mcpreload/mcpreload/internal/bus"
 )
 
 // Server is a running embedded nats-server.
@@ -66,4 +69,31 @@ func (s *Server) Connect(tb testing.TB, opts ...nats.Option) *nats.Conn {
 	require.NoError(tb, err)
 	tb.Cleanup(nc.Close)
 	return nc
+}
+
+// OpenBus connects to s and opens mcpreload's resources on it, the way
+// nodes do, with the given presence TTL.
+func (s *Server) OpenBus(tb testing.TB, presenceTTL time.Duration) (*nats.Conn, *bus.Bus) {
+	tb.Helper()
+	nc := s.Connect(tb)
+	b, err := bus.Open(context.Background(), nc, bus.Options{PresenceTTL: presenceTTL})
+	require.NoError(tb, err)
+	return nc, b
+}
+
+// WaitLive waits (bounded polling) until exactly the given nodes are live.
+func WaitLive(tb testing.TB, b *bus.Bus, ids ...string) {
+	tb.Helper()
+	require.Eventually(tb, func() bool {
+		live, err := b.LiveNodes(context.Background())
+		if err != nil || len(live) != len(ids) {
+			return false
+		}
+		for _, id := range ids {
+			if _, ok := live[id]; !ok {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 10*time.Millisecond, "live nodes should be exactly %v", ids)
 }
