@@ -606,23 +606,10 @@ func (a *agent) rollbackTo(ctx context.Context, module, digest string) error {
 	case err == nil && cur.Digest == digest:
 		return nil
 	case digest == "":
-		a.n.reg.RemoveModule(module)
-		if err := a.n.loader.Unload(ctx, module); err != nil {
-			return err
-		}
-		a.n.metrics.reloads.WithLabelValues(module, "unloaded").Inc()
-		a.log.Info().Str("module", module).Str("from", cur.Digest).Msg("rolled back to no version: module unloaded")
-		a.n.onChange(module)
-		return nil
+		return a.n.unload(ctx, module)
 	case old != nil && old.Digest == digest:
-		res, err := a.n.loader.Rollback(ctx, module)
-		if err != nil {
-			return err
-		}
-		a.n.metrics.reloads.WithLabelValues(module, "rolled_back").Inc()
-		a.log.Info().Str("module", module).Str("digest", res.To.Digest).Str("from", res.From.Digest).Str("to", res.To.Version).
-			Bool("migrated", res.Migrated).Msg("rolled back")
-		return a.n.publish(module)
+		_, err := a.n.rollback(ctx, module)
+		return err
 	}
 	wasm, err := a.fetch(ctx, digest)
 	if err != nil {

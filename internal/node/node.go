@@ -245,17 +245,16 @@ func (n *Node) commit(ctx context.Context, staged *loader.Staged) (*loader.Commi
 	return res, nil
 }
 
-// Rollback returns module to its old version.
-func (n *Node) Rollback(ctx context.Context, module string) (*loader.RollbackResult, error) {
-	mu := n.moduleLock(module)
-	mu.Lock()
-	defer mu.Unlock()
+// rollback returns module to its old version (the loader's instant
+// rollback) and publishes its tools. Callers hold the module's lock.
+func (n *Node) rollback(ctx context.Context, module string) (*loader.RollbackResult, error) {
 	res, err := n.loader.Rollback(ctx, module)
 	if err != nil {
 		return nil, err
 	}
 	n.metrics.reloads.WithLabelValues(module, "rolled_back").Inc()
-	n.log.Info().Str("module", module).Str("from", res.From.Version).Str("to", res.To.Version).
+	n.log.Info().Str("module", module).Str("digest", res.To.Digest).Str("from_digest", res.From.Digest).
+		Str("from", res.From.Version).Str("to", res.To.Version).
 		Bool("migrated", res.Migrated).Str("restore_reason", res.RestoreReason).Msg("module rolled back")
 	return res, n.publish(module)
 }
@@ -265,6 +264,12 @@ func (n *Node) Unload(ctx context.Context, module string) error {
 	mu := n.moduleLock(module)
 	mu.Lock()
 	defer mu.Unlock()
+	return n.unload(ctx, module)
+}
+
+// unload is Unload for callers that hold the module's lock.
+func (n *Node) unload(ctx context.Context, module string) error {
+	from, _ := n.loader.Digest(module)
 	n.reg.RemoveModule(module)
 	if err := n.loader.Unload(ctx, module); err != nil {
 		return err
@@ -273,7 +278,7 @@ func (n *Node) Unload(ctx context.Context, module string) error {
 		n.onChange(module)
 	}
 	n.metrics.reloads.WithLabelValues(module, "unloaded").Inc()
-	n.log.Info().Str("module", module).Msg("module unloaded")
+	n.log.Info().Str("module", module).Str("from_digest", from).Msg("module unloaded")
 	return nil
 }
 
