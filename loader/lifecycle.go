@@ -164,10 +164,7 @@ func (l *Loader) Commit(ctx context.Context, s *Staged) (*CommitResult, error) {
 		return nil, wrap("commit", v.module, stage, err)
 	}
 	res.Drained = prev.inFlight()
-	dctx, cancel := context.WithTimeout(ctx, l.cfg.DrainTimeout)
-	err = prev.drain(dctx)
-	cancel()
-	if err != nil {
+	if err := l.drainWithin(ctx, prev); err != nil {
 		return undo(StageDrain, fmt.Errorf("%w: %d calls still running on %s after %v; %s keeps serving",
 			ErrDrainTimeout, prev.inFlight(), prev.digest, l.cfg.DrainTimeout, prev.desc.Version))
 	}
@@ -184,6 +181,13 @@ func (l *Loader) Commit(ctx context.Context, s *Staged) (*CommitResult, error) {
 	res.Took = time.Since(start)
 	l.retire(purged)
 	return res, nil
+}
+
+// drainWithin waits, at most DrainTimeout, for the calls in flight on v.
+func (l *Loader) drainWithin(ctx context.Context, v *version) error {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.DrainTimeout)
+	defer cancel()
+	return v.drain(ctx)
 }
 
 // saveState returns v's state, or nil when v exports no mcpr_state_save or
@@ -272,10 +276,7 @@ func (l *Loader) Rollback(ctx context.Context, module string) (*RollbackResult, 
 	l.setCurrent(m, old, nil)
 	l.mu.Unlock()
 
-	dctx, cancel := context.WithTimeout(ctx, l.cfg.DrainTimeout)
-	err = cur.drain(dctx)
-	cancel()
-	if err != nil {
+	if err := l.drainWithin(ctx, cur); err != nil {
 		l.mu.Lock()
 		l.setCurrent(m, cur, old)
 		l.mu.Unlock()
